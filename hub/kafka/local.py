@@ -1,0 +1,323 @@
+"""A single-node Apache Kafka broker (KRaft, combined broker + controller) on this machine.
+
+The broker is the official ``org.apache.kafka:kafka_2.13`` artifact from Maven Central, resolved by the
+machine's Maven into the local Maven cache (``pom.xml`` beside this file) and started with the machine's
+Java as ``java -cp <classpath> kafka.Kafka server.properties``. Its data, logs and pid file live in one
+folder (``home``); it listens on 127.0.0.1 only.
+
+Example::
+
+    broker = LocalBroker(home=Path(".hub/kafka"), port=19092, controller_port=19093)
+    broker.up()          # idempotent; returns once a metadata request succeeds
+    print(broker.bootstrap)
+    broker.down()
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import subprocess
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.deadline import Deadline, DeadlineExceeded
+from hub.kafka.metadata import wait_until_ready
+from hub.settings import HubSettings
+
+_HERE = Path(__file__).resolve().parent
+POM = _HERE / "pom.xml"
+LOG4J_CONFIG = _HERE / "log4j2.properties"
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be resolved, formatted, started or stopped; the message says why."""
+
+
+@dataclass
+class BrokerStatus:
+    running: bool
+    pid: int | None
+    bootstrap: str
+    version: str
+    home: Path
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "bootstrap": self.bootstrap,
+            "version": self.version,
+            "home": str(self.home),
+        }
+
+
+class LocalBroker:
+    """Resolve, format, start, check and stop one local Kafka broker."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        version: str = "4.4.0",
+        host: str = "127.0.0.1",
+        port: int = 19092,
+        controller_port: int = 19093,
+        heap: str = "512m",
+        num_partitions: int = 4,
+        start_timeout_s: float = 90.0,
+    ) -> None:
+        self.home = home.resolve()
+        self.version = version
+        self.host = host
+        self.port = port
+        self.controller_port = controller_port
+        self.heap = heap
+        self.num_partitions = num_partitions
+        self.start_timeout_s = start_timeout_s
+
+    # -- paths ---------------------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.home / "server.properties"
+
+    @property
+    def classpath_file(self) -> Path:
+        return self.home / f"classpath-{self.version}.txt"
+
+    @property
+    def server_log(self) -> Path:
+        return self.logs_dir / "server.log"
+
+    @property
+    def console_log(self) -> Path:
+        return self.logs_dir / "console.log"
+
+    # -- steps ---------------------------------------------------------------------------------------
+
+    def classpath(self) -> str:
+        """The broker's classpath, resolved by Maven once per version and cached in ``home``."""
+        if self.classpath_file.exists():
+            cached = self.classpath_file.read_text().strip()
+            if cached and all(Path(p).exists() for p in cached.split(os.pathsep)):
+                return cached
+        self.home.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            "mvn", "-B", "-q", "-f", str(POM),
+            f"-Dkafka.version={self.version}",
+            "dependency:build-classpath",
+            f"-Dmdep.outputFile={self.classpath_file}",
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+        except FileNotFoundError as exc:
+            raise BrokerError("Maven (mvn) is not installed; it resolves Kafka from Maven Central") from exc
+        if done.returncode != 0 or not self.classpath_file.exists():
+            tail = "\n".join((done.stdout + done.stderr).splitlines()[-30:])
+            raise BrokerError(f"Maven could not resolve org.apache.kafka:kafka_2.13:{self.version}:\n{tail}")
+        return self.classpath_file.read_text().strip()
+
+    def write_properties(self) -> None:
+        """Generate ``server.properties`` for a one-node KRaft cluster on loopback."""
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            "num.partitions": str(self.num_partitions),
+            # One node: internal topics must have replication factor 1 so transactions and groups work.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "8",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            "auto.create.topics.enable": "true",
+            "log.retention.hours": "168",
+            "log.segment.bytes": str(64 * 1024 * 1024),
+        }
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    def _java(self, classpath: str, main: str, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            "java", f"-Xmx{heap}", "-Xms64m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            "-cp", classpath, main, *args,
+        ]  # fmt: skip
+
+    def format_storage(self, classpath: str) -> None:
+        """Format the storage directory once (KRaft needs a cluster id before first start)."""
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = self._java(
+            classpath, "kafka.tools.StorageTool",
+            "format", "-t", cluster_id, "-c", str(self.properties_file), "--ignore-formatted",
+        )  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
+
+    def pid(self) -> int | None:
+        """The pid of our running broker, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        if _is_our_java(pid, self.properties_file):
+            return pid
+        self.pid_file.unlink(missing_ok=True)
+        return None
+
+    def up(self) -> str:
+        """Start the broker unless it runs already; return the bootstrap address once it answers."""
+        if self.pid() is not None:
+            wait_until_ready(self.bootstrap, Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}"))
+            return self.bootstrap
+        for d in (self.home, self.data_dir, self.logs_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        classpath = self.classpath()
+        self.write_properties()
+        self.format_storage(classpath)
+        cmd = self._java(classpath, "kafka.Kafka", str(self.properties_file), heap=self.heap)
+        with self.console_log.open("ab") as console:
+            proc = subprocess.Popen(
+                cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.home,
+            )  # fmt: skip
+        self.pid_file.write_text(str(proc.pid))
+        try:
+            wait_until_ready(
+                self.bootstrap,
+                Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}"),
+                alive=lambda: proc.poll() is None,
+            )
+        except (RuntimeError, DeadlineExceeded) as exc:
+            self._kill(proc.pid)
+            self.pid_file.unlink(missing_ok=True)
+            raise BrokerError(f"Kafka did not start: {exc}\n--- last lines of the broker's log ---\n"
+                              f"{self.log_tail(40)}") from exc
+        return self.bootstrap
+
+    def down(self, timeout_s: float = 60.0) -> bool:
+        """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout_s``); True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        try:
+            Deadline(timeout_s, "the broker to stop").wait_for(lambda: not _alive(pid))
+        except DeadlineExceeded:
+            self._kill(pid)
+        _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> BrokerStatus:
+        pid = self.pid()
+        return BrokerStatus(pid is not None, pid, self.bootstrap, self.version, self.home)
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines of the broker's own log (or its console output when the log is empty)."""
+        for path in (self.server_log, self.console_log):
+            if path.exists() and path.stat().st_size:
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(the broker wrote no log)"
+
+    @staticmethod
+    def _kill(pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(DeadlineExceeded):
+            Deadline(10, "the killed broker to exit").wait_for(lambda: not _alive(pid), interval=0.1)
+        _reap(pid)
+
+
+def _alive(pid: int) -> bool:
+    _reap(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not alive for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return True
+    return state != "Z"
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if ``pid`` is our child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _is_our_java(pid: int, properties_file: Path) -> bool:
+    """True if ``pid`` is a live java process running ``kafka.Kafka`` with our properties file."""
+    if not _alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except FileNotFoundError:
+        return False
+    return b"kafka.Kafka" in cmdline and str(properties_file).encode() in cmdline
+
+
+def broker_from_settings(settings: HubSettings) -> LocalBroker:
+    """The local broker as configured by :class:`hub.settings.HubSettings`."""
+    lk = settings.local_kafka
+    return LocalBroker(
+        settings.kafka_home,
+        version=lk.version,
+        host=lk.host,
+        port=lk.port,
+        controller_port=lk.controller_port,
+        heap=lk.heap,
+        num_partitions=lk.num_partitions,
+        start_timeout_s=lk.start_timeout_s,
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,45 @@
+"""Readiness of a Kafka cluster, checked the way clients see it: by a metadata request."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+
+from hub.deadline import Deadline
+
+log = logging.getLogger(__name__)
+
+
+async def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
+    """True when a broker in ``bootstrap`` answers a metadata request and reports at least one broker."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
+        return bool(metadata.brokers())
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
+def wait_until_ready(
+    bootstrap: str, deadline: Deadline, alive: Callable[[], bool] | None = None
+) -> None:
+    """Block until ``bootstrap`` answers a metadata request, or raise when the deadline passes.
+
+    ``alive``, when given, returns False once the process we started has died: then there is nothing to
+    wait for and :class:`RuntimeError` is raised at once.
+    """
+    while not asyncio.run(cluster_answers(bootstrap, timeout_s=max(1.0, min(5.0, deadline.remaining)))):
+        if alive is not None and not alive():
+            raise RuntimeError("the broker process exited before it became ready")
+        deadline.check()
+        time.sleep(0.5)
