@@ -56,7 +56,8 @@ def _kafka_status(args: argparse.Namespace, settings: HubSettings) -> int:
     if args.json:
         _print_json(status.as_dict())
     elif status.running:
-        print(f"running: Apache Kafka {status.version} at {status.bootstrap} (pid {status.pid}, {status.home})")
+        print(f"running: Apache Kafka {status.version} at {status.bootstrap} "
+              f"(pid {status.pid}, {status.home})")
     else:
         print(f"not running (home {status.home})")
     return 0 if status.running else 3
@@ -74,7 +75,8 @@ def _kafka_logs(args: argparse.Namespace, settings: HubSettings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="hub", description="Samverkan Hub: lawful event sharing between police, prison service and municipalities."
+        prog="hub",
+        description="Samverkan Hub: lawful event sharing between police, prison service and municipalities.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

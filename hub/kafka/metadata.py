@@ -13,12 +13,14 @@ from aiokafka.errors import KafkaError
 
 from hub.deadline import Deadline
 
-log = logging.getLogger(__name__)
-
 
 async def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
     """True when a broker in ``bootstrap`` answers a metadata request and reports at least one broker."""
     client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    # A broker that is still starting refuses connections; that is the expected answer here, not an error.
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
@@ -26,6 +28,7 @@ async def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
     except (KafkaError, OSError, TimeoutError):
         return False
     finally:
+        aiokafka_log.setLevel(level)
         with contextlib.suppress(Exception):
             await client.close()
 

@@ -1,0 +1,66 @@
+"""Session-wide fixtures: one real Apache Kafka broker for the whole run, and unique names per test.
+
+The broker is the project's own local broker (``hub.kafka.local.LocalBroker``) on free ports in a
+temporary folder, unless ``HUB_KAFKA_BOOTSTRAP`` points at an existing cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.kafka.local import BrokerError, LocalBroker, free_port
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true", help="run fault/fuzz suites at their full sizes")
+
+
+@pytest.fixture(scope="session")
+def full_run(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--full"))
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap address of a running Kafka broker for this test session."""
+    existing = os.environ.get("HUB_KAFKA_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    home_env = os.environ.get("HUB_TEST_KAFKA_HOME")
+    home = Path(home_env) if home_env else tmp_path_factory.mktemp("kafka")
+    broker = LocalBroker(home, port=free_port(), controller_port=free_port(), start_timeout_s=120)
+    try:
+        broker.up()
+    except BrokerError as exc:
+        pytest.fail(f"could not start the test broker: {exc}", pytrace=False)
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.down()
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Factory for names no other test uses: ``unique("topic")`` → ``topic-3f9a1c2e``."""
+
+    def make(prefix: str) -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real reference data beside the repository (``../shared/data``); skip when absent."""
+    if not (SHARED_DATA / "polisen-events-sample.json").exists():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent; tests that read it are skipped")
+    return SHARED_DATA
