@@ -70,6 +70,112 @@ def _kafka_logs(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0
 
 
+# -- hub schemas --------------------------------------------------------------------------------------
+
+
+def _schemas_check(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.contract.compat import check_schemas_dir
+    from hub.contract.errors import SchemaError
+
+    try:
+        problems = check_schemas_dir(settings.schemas_dir)
+    except SchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        _print_json([p.as_dict() for p in problems])
+    elif problems:
+        for p in problems:
+            print(p.describe())
+    else:
+        print(f"schemas in {settings.schemas_dir} are BACKWARD-transitive compatible")
+    return 1 if problems else 0
+
+
+def _schemas_docs(args: argparse.Namespace, settings: HubSettings) -> int:
+    from pathlib import Path
+
+    from hub.contract.docs import is_up_to_date, write_events_md
+    from hub.contract.registry import SchemaRegistry
+
+    registry = SchemaRegistry(settings.schemas_dir)
+    path = Path(args.output) if args.output else settings.schemas_dir.parent / "docs" / "events.md"
+    if args.check:
+        if is_up_to_date(registry, path):
+            print(f"{path} is up to date")
+            return 0
+        print(f"{path} is out of date; run `hub schemas docs`", file=sys.stderr)
+        return 1
+    print(f"{'wrote' if write_events_md(registry, path) else 'unchanged'} {path}")
+    return 0
+
+
+def _add_schemas_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    schemas = sub.add_parser("schemas", help="the Avro event contract: compatibility check, generated docs")
+    ssub = schemas.add_subparsers(dest="schemas_command", required=True, metavar="ACTION")
+    chk = ssub.add_parser("check", help="BACKWARD-transitive compatibility of every schema (exit 1 if not)")
+    chk.add_argument("--json", action="store_true", help="the incompatibilities as one JSON list")
+    chk.set_defaults(handler=_schemas_check)
+    docs = ssub.add_parser("docs", help="regenerate docs/events.md from the schemas")
+    docs.add_argument("--check", action="store_true", help="only check; exit 1 when out of date")
+    docs.add_argument("--output", help="file to write (default: docs/events.md beside schemas/)")
+    docs.set_defaults(handler=_schemas_docs)
+
+
+# -- hub worker / hub topics -----------------------------------------------------------------------
+
+
+def resolve_bootstrap(settings: HubSettings) -> str:
+    """The cluster to use: HUB_KAFKA_BOOTSTRAP, else the local broker (which must be running)."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    from hub.kafka.local import broker_from_settings
+
+    broker = broker_from_settings(settings)
+    if broker.pid() is None:
+        raise SystemExit("error: no Kafka: set HUB_KAFKA_BOOTSTRAP or start the local broker with `hub kafka up`")
+    return broker.bootstrap
+
+
+def _worker(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.app import run_worker
+
+    run_worker(settings, resolve_bootstrap(settings), loglevel=args.loglevel)
+    return 0
+
+
+def _topics_create(args: argparse.Namespace, settings: HubSettings) -> int:
+    import asyncio
+
+    from hub.kafka.admin import ensure_topics, hub_topics
+
+    created = asyncio.run(ensure_topics(resolve_bootstrap(settings), hub_topics(settings)))
+    print(f"created {len(created)} topics" if created else "all topics exist")
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace, settings: HubSettings) -> int:
+    import asyncio
+
+    from hub.audit import TrailError, read_trail, verify
+    from hub.topics import Topics
+
+    topic = Topics(settings.topic_namespace).audit
+    try:
+        result = verify(asyncio.run(read_trail(resolve_bootstrap(settings), topic)))
+    except TrailError as exc:
+        print(f"BROKEN: {exc}")
+        return 1
+    if args.json:
+        _print_json({"ok": result.ok, "records": result.records, "partitions": result.partitions,
+                     "first_break": str(result.first_break) if result.first_break else None})
+    elif result.ok:
+        print(f"ok: {result.records} audit records in {result.partitions} partition(s) of {topic}, chains intact")
+    else:
+        print(f"BROKEN at {result.first_break} ({result.records} records read)")
+    return 0 if result.ok else 1
+
+
 # -- parser -------------------------------------------------------------------------------------------
 
 
@@ -92,6 +198,23 @@ def build_parser() -> argparse.ArgumentParser:
     lg = ksub.add_parser("logs", help="the last lines of the broker's own log")
     lg.add_argument("-n", "--lines", type=int, default=50)
     lg.set_defaults(handler=_kafka_logs)
+
+    _add_schemas_parser(sub)
+    wk = sub.add_parser("worker", help="run the routing worker (joins the consumer group; stop with Ctrl-C)")
+    wk.add_argument("-l", "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    wk.set_defaults(handler=_worker)
+
+    tp = sub.add_parser("topics", help="the hub's topics")
+    tsub = tp.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    tsub.add_parser("create", help="create every hub topic that does not exist yet").set_defaults(
+        handler=_topics_create
+    )
+
+    au = sub.add_parser("audit", help="the audit trail")
+    asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    av = asub.add_parser("verify", help="recompute the hash chains of hub.audit; exit 1 naming the first break")
+    av.add_argument("--json", action="store_true")
+    av.set_defaults(handler=_audit_verify)
 
     return parser
 

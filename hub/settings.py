@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The repository root when running from a checkout (``hub/`` lives directly below it).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+DEV_SECRET = "samverkan-hub-development-only-secret"  # noqa: S105 - documented dev default, warned about
+
 
 class LocalKafkaSettings(BaseModel):
     """The single-node Apache Kafka broker that ``hub kafka up`` runs on this machine."""
@@ -40,6 +42,42 @@ class LocalKafkaSettings(BaseModel):
     """Default partition count for topics the broker auto-creates or the hub creates."""
 
 
+class IngestSettings(BaseModel):
+    """The authenticated HTTP ingest gateway (``hub ingest``) agencies post events to."""
+
+    host: str = "127.0.0.1"
+    """Interface the gateway listens on (put a TLS-terminating proxy in front in production)."""
+    port: int = 8088
+    """TCP port of the gateway."""
+    tokens: dict[str, list[str]] = Field(default_factory=dict)
+    """Bearer tokens per agency, stored hashed: agency -> entries ``"<sha256 hex of token>"`` or
+    ``"<sha256 hex>@<ISO-8601 expiry>"`` (``HUB_INGEST__TOKENS='{"polisen": ["9f86...@2026-12-31T00:00Z"]}'``)."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest request body accepted (413 above)."""
+    max_lines: int = 5000
+    """Most events in one NDJSON batch (413 above)."""
+    max_depth: int = 32
+    """Deepest JSON nesting accepted in one event (400 above)."""
+    max_in_flight: int = 10000
+    """Events sent to Kafka but not yet acknowledged; at or above it a request gets 429."""
+    ack_timeout_s: float = 10.0
+    """How long a request waits for the broker to acknowledge its events (503 after)."""
+    retry_after_s: int = 1
+    """``Retry-After`` seconds sent with 429 and 503."""
+
+
+class WorkerSettings(BaseModel):
+    """The routing worker (``hub worker``)."""
+
+    app_id: str = "samverkan-hub"
+    """faust app id = the consumer group every worker joins to share the partitions."""
+    replication_factor: int = 1
+    """Replication of the topics the hub creates (3 on the operators' cluster)."""
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    """Port of the worker's /health, /ready and /metrics."""
+
+
 class HubSettings(BaseSettings):
     """All settings of the hub, its connectors and its tools."""
 
@@ -55,6 +93,7 @@ class HubSettings(BaseSettings):
     state_dir: Path = Field(default_factory=lambda: REPO_ROOT / ".hub")
     """Git-ignored folder for local runtime state (broker, checkpoints, worker tables)."""
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     schemas_dir: Path = Field(default_factory=lambda: REPO_ROOT / "schemas")
     """The Avro schemas (the contract)."""
     shared_data_dir: Path = Field(default_factory=lambda: REPO_ROOT.parent / "shared" / "data")
@@ -65,8 +104,22 @@ class HubSettings(BaseSettings):
     """Municipalities (SCB codes) the hub serves; default: the six in Halland county."""
     county_code: str = "13"
     """County (län) code used for county-level receivers, e.g. ``deliver.lagesbild.13``."""
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    """Master secret from which per-receiver pseudonym keys and the internal person key are derived
+    when not given explicitly. The default is for development only; the worker warns when it is used."""
     pseudonym_keys: dict[str, SecretStr] = Field(default_factory=dict)
-    """Per-receiver HMAC keys for person pseudonyms (``HUB_PSEUDONYM_KEYS='{"vbe": "..."}'``)."""
+    """Per-receiver HMAC keys for person pseudonyms (``HUB_PSEUDONYM_KEYS='{"vbe": "..."}'``); a receiver
+    without one gets a key derived from ``secret_key``."""
+    rules_path: Path = Field(default_factory=lambda: REPO_ROOT / "hub" / "rules" / "halland.yaml")
+    """The routing rules (YAML)."""
+    topic_namespace: str = ""
+    """Prefix of every topic name (e.g. ``staging.``), so several hubs can share one cluster."""
+    topic_partitions: int = 4
+    """Partitions of the agency, audit and dead-letter topics the hub creates (all the same, so events
+    about one person meet their consent state on one worker)."""
+    dedup_window_hours: float = 168.0
+    """How long an event id is remembered to drop redelivered or re-sent events (default 7 days)."""
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     log_level: str = "INFO"
 
     @property

@@ -1,0 +1,156 @@
+"""The hub worker: the one faust App, its topics, tables and agents.
+
+Reading order: records and topics → the app → tables → agents → web views. The per-message logic is in
+:mod:`hub.pipeline`; this module only connects it to Kafka.
+
+Delivery guarantee: **at-least-once with deduplication.** faust commits a source offset only after the
+producer has flushed everything produced for it, so no acknowledged event is lost. A re-sent event (same
+event id, another offset, within ``dedup_window_hours``) is dropped; after a worker crash the messages
+since the last commit are processed again, so a receiver may see a delivery twice — with the same
+``event_id``, by which it deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hub.audit import AuditChain
+from hub.contract.outputs import AuditRecord
+from hub.contract.serde import Serde
+from hub.flows.routing import Router
+from hub.kafka.admin import last_record
+from hub.pipeline import Message, Output, Pipeline
+from hub.pseudonym import Pseudonymiser
+from hub.rules.model import load_rules
+from hub.settings import DEV_SECRET, HubSettings
+from hub.topics import AGENCIES, Topics
+
+log = logging.getLogger(__name__)
+
+APP_ID = "samverkan-hub"
+
+
+def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
+    """Build the worker app: agency topics in; deliveries, audit and dead letters out."""
+    n = settings.topic_partitions
+    topics = Topics(settings.topic_namespace)
+    app = faust.App(
+        settings.worker.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=str(settings.state_dir / "worker"),
+        processing_guarantee="at_least_once",
+        topic_partitions=n,
+        topic_replication_factor=settings.worker.replication_factor,
+        topic_allow_declare=False,
+        producer_acks=-1,
+        web_host=settings.worker.web_host,
+        web_port=settings.worker.web_port,
+        web_bind=settings.worker.web_host,
+        web_in_thread=False,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=8192,
+    )
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+
+    # -- topics --------------------------------------------------------------------------------------
+    agency_topics = app.topic(*[topics.agency(a) for a in AGENCIES], **raw)  # type: ignore[arg-type]
+    out_topics: dict[str, Any] = {}
+
+    def out(name: str) -> Any:
+        if name not in out_topics:
+            out_topics[name] = app.topic(name, **raw)  # type: ignore[arg-type]
+        return out_topics[name]
+
+    # -- tables --------------------------------------------------------------------------------------
+    seen = app.Table("hub-seen", default=None, partitions=n)
+    consents = app.Table(
+        "hub-consent", default=None, partitions=n,
+        changelog_topic=app.topic(topics.consent, partitions=n, compacting=True, **raw),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+    # -- the pipeline --------------------------------------------------------------------------------
+    if settings.secret_key.get_secret_value() == DEV_SECRET:
+        log.warning("HUB_SECRET_KEY is the development default; set a real secret in production")
+    serde = Serde()
+    chain = AuditChain()
+    pipeline = Pipeline(
+        Router(load_rules(settings.rules_path), settings.county_code), serde, Pseudonymiser(settings),
+        seen=seen, consents=consents, chain=chain, dedup_window_s=settings.dedup_window_hours * 3600, topics=topics,
+    )  # fmt: skip
+    app.hub_pipeline = pipeline  # type: ignore[attr-defined]
+
+    async def continue_chain(partition: int) -> None:
+        last = await last_record(bootstrap, topics.audit, partition)
+        record = serde.decode(last) if last is not None else None
+        chain.set_head(partition, record if isinstance(record, AuditRecord) else None)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types async receivers narrowly
+    async def _forget_chains(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
+        for tp in revoked:
+            chain.forget(tp.partition)
+
+    async def send(output: Output) -> None:
+        await out(output.topic).send(key=output.key, value=output.value, partition=output.partition)
+
+    # -- agents --------------------------------------------------------------------------------------
+    @app.agent(agency_topics, name="hub.route")
+    async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for event in stream.events():
+            m = event.message
+            if not chain.has_head(m.partition):
+                await continue_chain(m.partition)
+            result = pipeline.process(Message(m.topic, m.partition, m.offset, m.key, m.value))
+            for output in result.outputs:
+                await send(output)
+            yield None
+
+    # -- web: health, readiness, metrics ---------------------------------------------------------------
+    @app.page("/health")
+    async def health(view: View, request: Request) -> Response:
+        return view.text("ok")
+
+    @app.page("/ready")
+    async def ready(view: View, request: Request) -> Response:
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+        ok = recovered and not app.rebalancing
+        return view.text("ready" if ok else "starting", status=200 if ok else 503)
+
+    @app.page("/metrics")
+    async def prometheus(view: View, request: Request) -> Response:
+        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def run_worker(settings: HubSettings, bootstrap: str, loglevel: str = "info") -> None:
+    """Create the topics, publish the schemas, then run the worker until SIGTERM/SIGINT."""
+    from faust.worker import Worker
+
+    from hub.contract.schema_topic import publish_schemas
+    from hub.kafka.admin import ensure_topics, hub_topics
+
+    async def prepare() -> None:
+        await ensure_topics(bootstrap, hub_topics(settings), settings.worker.replication_factor)
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            await publish_schemas(producer, Serde().registry, Topics(settings.topic_namespace).schemas)
+        finally:
+            await producer.stop()
+
+    asyncio.run(prepare())
+    asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run() closed the previous one
+    app = create_app(settings, bootstrap)
+    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

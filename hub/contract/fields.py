@@ -1,0 +1,87 @@
+"""Reusable field types of the contract: UTC millisecond timestamps, Avro int ranges, municipality codes.
+
+The set of municipality codes the hub serves is configurable per context
+(:func:`municipality_codes`, :func:`set_allowed_municipality_codes`); by default it is the hub settings'
+``municipality_codes`` plus ``county_code`` (the six Halland municipalities and ``13``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+from datetime import UTC, datetime
+from typing import Annotated, Final
+
+from pydantic import AfterValidator, AwareDatetime, Field
+
+INT32_MIN: Final = -(2**31)
+INT32_MAX: Final = 2**31 - 1
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+_allowed: ContextVar[frozenset[str] | None] = ContextVar("allowed_municipality_codes", default=None)
+_SCB: Final = re.compile(r"^\d{4}$")
+
+
+def allowed_municipality_codes() -> frozenset[str]:
+    """The municipality codes (and the county code) valid in the current context."""
+    codes = _allowed.get()
+    if codes is not None:
+        return codes
+    from hub.settings import get_settings
+
+    settings = get_settings()
+    return frozenset([*settings.municipality_codes, settings.county_code])
+
+
+def set_allowed_municipality_codes(codes: Iterable[str]) -> Token[frozenset[str] | None]:
+    """Set the valid codes for this context; :func:`reset_allowed_municipality_codes` undoes it."""
+    return _allowed.set(frozenset(codes))
+
+
+def reset_allowed_municipality_codes(token: Token[frozenset[str] | None]) -> None:
+    """Undo :func:`set_allowed_municipality_codes`."""
+    _allowed.reset(token)
+
+
+@contextmanager
+def municipality_codes(codes: Iterable[str]) -> Iterator[frozenset[str]]:
+    """``with municipality_codes({"1381", "13"}): ...`` — valid codes inside the block."""
+    token = set_allowed_municipality_codes(codes)
+    try:
+        yield _allowed.get() or frozenset()
+    finally:
+        reset_allowed_municipality_codes(token)
+
+
+def _served(code: str) -> str:
+    if code not in allowed_municipality_codes():
+        raise ValueError("municipality code is not one this hub serves")
+    return code
+
+
+def _scb(code: str) -> str:
+    if not _SCB.match(code):
+        raise ValueError("municipality code must be 4 digits (SCB)")
+    return code
+
+
+def _utc_millis(value: datetime) -> datetime:
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+MunicipalityCode = Annotated[str, AfterValidator(_served)]
+"""A code the hub serves (municipality or county code), per :func:`allowed_municipality_codes`."""
+ScbCode = Annotated[str, AfterValidator(_scb)]
+"""Any 4-digit SCB municipality code (e.g. a home municipality outside the county)."""
+UtcMillis = Annotated[AwareDatetime, AfterValidator(_utc_millis)]
+"""A timezone-aware datetime, normalised to UTC and truncated to milliseconds (Avro timestamp-millis)."""
+Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
+"""Avro ``int``."""
+Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
+"""A non-negative Avro ``int``."""
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+"""Avro ``long``."""

@@ -1,0 +1,82 @@
+"""The lawful-sharing gate: a planned delivery is made only on a basis that holds when it is processed.
+
+- ``public``, ``aggregated``, ``anonymised``: hold by construction (the rules loader already refused any
+  projection of personal data on these bases).
+- ``statute:<name>``: holds; the rules loader guaranteed it is point-to-point to one authority.
+- ``consent:<scope>``: holds only if the person's consent for that scope is active at processing time.
+  Consent is state: the latest consent event per person and scope, kept in a table whose changelog is the
+  compacted ``hub.consent`` topic. A withdrawal applies to every event processed after it.
+
+A refusal is not an error: it is returned with its reason and audited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from hub.contract.envelope import Event
+from hub.contract.events import ConsentGiven, ConsentGivenPayload, ConsentWithdrawn
+from hub.flows.routing import Plan
+from hub.rules.receivers import Basis
+
+ConsentTable = MutableMapping[str, dict[str, Any]]
+
+
+def consent_key(person_key: str, scope: str) -> str:
+    return f"{person_key}|{scope}"
+
+
+def record_consent(table: ConsentTable, person_key: str, event: ConsentGiven | ConsentWithdrawn) -> None:
+    """Apply a consent event to the consent state (the latest event per person and scope wins)."""
+    p = event.payload
+    key = consent_key(person_key, str(p.scope))
+    at = int(event.envelope.occurred_at.timestamp() * 1000)
+    previous = table.get(key)
+    if previous is not None and previous["at"] > at:
+        return  # an older event arriving late never overrides a newer decision
+    if isinstance(p, ConsentGivenPayload):
+        table[key] = {
+            "active": True, "consent_id": p.consent_id, "at": at,
+            "valid_from": p.valid_from.isoformat(),
+            "valid_until": p.valid_until.isoformat() if p.valid_until else None,
+        }  # fmt: skip
+    else:
+        table[key] = {"active": False, "consent_id": p.consent_id, "at": at}
+
+
+def consent_active(table: ConsentTable, person_key: str, scope: str, today: date) -> str | None:
+    """None when consent for ``scope`` is active today; otherwise the reason it is not."""
+    state = table.get(consent_key(person_key, scope))
+    if state is None:
+        return f"no consent recorded for scope {scope}"
+    if not state["active"]:
+        return f"consent for scope {scope} was withdrawn"
+    if today < date.fromisoformat(state["valid_from"]):
+        return f"consent for scope {scope} is not yet valid"
+    if state["valid_until"] and today > date.fromisoformat(state["valid_until"]):
+        return f"consent for scope {scope} has expired"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    plan: Plan
+    allowed: bool
+    reason: str | None = None
+
+
+def decide(plan: Plan, event: Event, consents: ConsentTable, person_key: str | None, now: datetime) -> Verdict:
+    """Whether ``plan`` may be delivered now."""
+    kind = plan.spec.basis_kind
+    if kind is Basis.CONSENT:
+        scope = plan.spec.basis_arg or ""
+        if person_key is None:
+            return Verdict(plan, False, f"consent:{scope} needs a subject, the event has none")
+        reason = consent_active(consents, person_key, scope, now.date())
+        return Verdict(plan, reason is None, reason)
+    if kind is Basis.STATUTE and event.envelope.subject is None:
+        return Verdict(plan, False, f"{plan.spec.basis} needs a subject, the event has none")
+    return Verdict(plan, True)

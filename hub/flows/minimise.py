@@ -1,0 +1,62 @@
+"""Minimise and pseudonymise: build exactly what one receiver may see of one event.
+
+A receiver gets only the fields its rule projects. The person is referred to as the rule says: not at all,
+by a pseudonym keyed for that receiver alone, or — only for ``sig``/``socialtjanst`` under consent or
+statute, as the rules loader enforces — by the personnummer itself.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from pydantic_core import to_jsonable_python
+
+from hub.contract.envelope import Event
+from hub.contract.outputs import Delivery
+from hub.flows.routing import Plan, field_value
+from hub.pseudonym import Pseudonymiser
+from hub.rules.receivers import PersonDisclosure
+
+
+def project(plan: Plan, event: Event) -> dict[str, str]:
+    """The projected fields as JSON texts, keyed by field path; the subject never appears here."""
+    out: dict[str, str] = {}
+    for path in plan.spec.fields:
+        if path == "envelope.subject":
+            continue  # the person is disclosed only through person_ref / personnummer below
+        out[path] = json.dumps(to_jsonable_python(field_value(event, path)), ensure_ascii=False)
+    return out
+
+
+def build_delivery(plan: Plan, event: Event, pseudonyms: Pseudonymiser, now: datetime | None = None) -> Delivery:
+    """The ``hub.delivery`` record ``plan.receiver`` gets for ``event``."""
+    env = event.envelope
+    person_ref: str | None = None
+    personnummer: str | None = None
+    if env.subject is not None and plan.spec.person is not PersonDisclosure.NONE:
+        person_ref = pseudonyms.pseudonym(plan.receiver, env.subject.personnummer)
+        if plan.spec.person is PersonDisclosure.IDENTIFIED:
+            personnummer = env.subject.personnummer
+    return Delivery(
+        receiver=plan.receiver,
+        municipality_code=plan.municipality_code,
+        legal_basis=plan.spec.basis,
+        event_id=str(env.event_id),
+        event_type=env.event_type,
+        person_ref=person_ref,
+        personnummer=personnummer,
+        fields=project(plan, event),
+        occurred_at=env.occurred_at,
+        delivered_at=now or datetime.now(UTC),
+    )
+
+
+def disclosed_fields(plan: Plan, delivery: Delivery) -> list[str]:
+    """What the audit records as disclosed: the projected paths plus any person reference."""
+    fields = sorted(delivery.fields)
+    if delivery.person_ref is not None:
+        fields.append("person_ref")
+    if delivery.personnummer is not None:
+        fields.append("personnummer")
+    return fields

@@ -1,0 +1,77 @@
+"""Creating the hub's topics (idempotently) and reading the tail of a partition."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from hub.rules.receivers import RECEIVERS
+from hub.settings import HubSettings
+from hub.topics import AGENCIES, Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
+    """Every topic the hub reads or writes, with partitions and configuration."""
+    n = settings.topic_partitions
+    topics = Topics(settings.topic_namespace)
+    forever = {"retention.ms": "-1"}
+    specs = [TopicSpec(topics.agency(a), n) for a in AGENCIES]
+    specs += [
+        TopicSpec(topics.audit, n, forever),
+        TopicSpec(topics.deadletter, n, forever),
+        TopicSpec(topics.lagesbild, n),
+        TopicSpec(topics.consent, n, {"cleanup.policy": "compact"}),
+        TopicSpec(topics.schemas, 1, {"cleanup.policy": "compact"}),
+    ]
+    codes = [*settings.municipality_codes, settings.county_code]
+    specs += [TopicSpec(topics.deliver(r, c), 2) for r in RECEIVERS for c in codes]
+    return specs
+
+
+async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if missing:
+            new = [NewTopic(s.name, s.partitions, replication, topic_configs=s.config) for s in missing]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                log.info("some topics were created concurrently")
+        return [s.name for s in missing]
+    finally:
+        await admin.close()
+
+
+async def last_record(bootstrap: str, topic: str, partition: int) -> bytes | None:
+    """The value of the last record in ``topic``/``partition``, or None when it is empty."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        consumer.seek(tp, end - 1)
+        msg = await consumer.getone()
+        value: bytes | None = msg.value
+        return value
+    finally:
+        await consumer.stop()

@@ -1,0 +1,23 @@
+"""The routing core's Prometheus metrics (published by the worker's /metrics endpoint)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+RECEIVED = Counter("hub_events_received_total", "Messages read from agency topics", ["topic"])
+DELIVERED = Counter("hub_deliveries_total", "Deliveries made, per receiver", ["receiver"])
+AGGREGATED = Counter("hub_aggregated_total", "Events counted into aggregates, per receiver", ["receiver"])
+REFUSED = Counter("hub_refusals_total", "Planned deliveries refused by the gate", ["receiver", "reason"])
+DEADLETTERED = Counter("hub_deadletters_total", "Messages sent to hub.deadletter", ["reason"])
+DUPLICATES = Counter("hub_duplicates_total", "Re-sent events dropped by deduplication")
+CONSENT_RECORDED = Counter("hub_consent_events_total", "Consent events applied to the consent state")
+LATENCY = Histogram(
+    "hub_processing_seconds",
+    "Time to process one message (decode to outputs handed to the producer)",
+    buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0),
+)
+END_TO_END = Histogram(
+    "hub_recorded_to_processed_seconds",
+    "Time from the event's recorded_at to its processing by the hub",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)

@@ -1,0 +1,233 @@
+"""One message's walk through the hub, top to bottom, with no Kafka in it.
+
+intake (decode, agency check) → deduplicate → consent state → route → gate → minimise/pseudonymise
+→ outputs (deliveries, lägesbild increments, audit records, dead letters).
+
+The worker (``hub.app``) feeds messages in and produces the returned outputs; tests and benchmarks call
+:meth:`Pipeline.process` directly. State lives in three mappings that the worker backs with faust tables
+(changelogged to Kafka): ``seen`` (event ids), ``consents`` (person × scope) and the audit chain heads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from hub import metrics
+from hub.audit import AuditChain
+from hub.contract.envelope import Event
+from hub.contract.errors import ContractError
+from hub.contract.events import ConsentGiven, ConsentWithdrawn
+from hub.contract.outputs import Deadletter, Decision, ReasonCode
+from hub.contract.personnummer import contains_personnummer
+from hub.contract.serde import Serde
+from hub.flows.gate import ConsentTable, decide, record_consent
+from hub.flows.minimise import build_delivery, disclosed_fields
+from hub.flows.routing import Plan, Router, field_value
+from hub.pseudonym import Pseudonymiser
+from hub.rules.receivers import Basis
+from hub.topics import Topics
+
+_DIGITS = re.compile(r"\d[\d\s+-]{8,}\d")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message as read from an agency topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A message to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass
+class Result:
+    outputs: list[Output] = field(default_factory=list)
+    event_id: str | None = None
+    outcome: str = "processed"
+    """processed | duplicate | deadletter"""
+
+
+def safe_message(text: str) -> str:
+    """A dead-letter message with anything that looks like a personnummer blanked out."""
+    return _DIGITS.sub("<redacted>", text) if contains_personnummer(text) else text
+
+
+class Pipeline:
+    """Processes agency messages into outputs, applying the rules, the gate and the trails."""
+
+    def __init__(
+        self,
+        router: Router,
+        serde: Serde,
+        pseudonyms: Pseudonymiser,
+        *,
+        seen: MutableMapping[str, Any],
+        consents: ConsentTable,
+        chain: AuditChain,
+        dedup_window_s: float = 7 * 24 * 3600,
+        topics: Topics | None = None,
+    ) -> None:
+        self.topics = topics or Topics()
+        self.router = router
+        self.serde = serde
+        self.pseudonyms = pseudonyms
+        self.seen = seen
+        self.consents = consents
+        self.chain = chain
+        self.dedup_window_ms = int(dedup_window_s * 1000)
+
+    # -- the walk --------------------------------------------------------------------------------------
+
+    def process(self, msg: Message, now: datetime | None = None) -> Result:
+        started = time.perf_counter()
+        now = now or datetime.now(UTC)
+        metrics.RECEIVED.labels(msg.topic).inc()
+        try:
+            event = self._intake(msg)
+        except ContractError as err:
+            return self._deadletter(msg, err.reason, err.message, None, now)
+        event_id = str(event.envelope.event_id)
+        refusal = self._agency_refusal(msg, event)
+        if refusal:
+            return self._deadletter(msg, "not_allowed_for_agency", refusal, event_id, now)
+        if self._is_resent(event_id, msg, now):
+            metrics.DUPLICATES.inc()
+            return Result(event_id=event_id, outcome="duplicate")
+
+        result = Result(event_id=event_id)
+        person_key = self._person_key(event)
+        if isinstance(event, ConsentGiven | ConsentWithdrawn):
+            assert person_key is not None  # noqa: S101 - the contract requires a subject on consent events
+            record_consent(self.consents, person_key, event)
+            metrics.CONSENT_RECORDED.inc()
+            self._audit(result, msg, event, "consent", "recorded", str(event.payload.scope), None, [], now)
+        else:
+            plans = self.router.route(event)
+            if not plans:
+                return self._deadletter(
+                    msg, "no_matching_rule",
+                    f"no routing rule matches {event.envelope.event_type} "
+                    f"(municipality {event.envelope.municipality_code})", event_id, now,
+                )  # fmt: skip
+            for plan in plans:
+                self._apply(result, msg, event, plan, person_key, now)
+        self._mark_seen(event_id, msg, now)
+        metrics.END_TO_END.observe(max(0.0, (now - event.envelope.recorded_at).total_seconds()))
+        metrics.LATENCY.observe(time.perf_counter() - started)
+        return result
+
+    # -- stages ----------------------------------------------------------------------------------------
+
+    def _intake(self, msg: Message) -> Event:
+        record = self.serde.decode(msg.value)
+        if not isinstance(record, Event):
+            raise ContractError("unknown_event_type", f"{record.SCHEMA_NAME} is not an agency event")
+        return record
+
+    def _agency_refusal(self, msg: Message, event: Event) -> str | None:
+        """Why the event may not come from this agency's topic, or None (an agency sends only its own)."""
+        agency = self.topics.agency_of(msg.topic)
+        env = event.envelope
+        if agency is None or (env.source_agency.value == agency and env.event_type.startswith(agency + ".")):
+            return None
+        return f"{env.source_agency.value} event {env.event_type} may not be sent on {msg.topic}"
+
+    def _is_resent(self, event_id: str, msg: Message, now: datetime) -> bool:
+        """A re-sent event (same id at another offset, within the window) is dropped.
+
+        The same message read again after a crash (same topic/partition/offset) is processed again:
+        that is the at-least-once redelivery the README states, and it loses nothing.
+        """
+        first = self.seen.get(event_id)
+        if first is None:
+            return False
+        at, where = first
+        if int(now.timestamp() * 1000) - at > self.dedup_window_ms:
+            return False
+        return bool(where != [msg.topic, msg.partition, msg.offset])
+
+    def _mark_seen(self, event_id: str, msg: Message, now: datetime) -> None:
+        if event_id not in self.seen:
+            self.seen[event_id] = (int(now.timestamp() * 1000), [msg.topic, msg.partition, msg.offset])
+
+    def _person_key(self, event: Event) -> str | None:
+        subject = event.envelope.subject
+        return None if subject is None else self.pseudonyms.person_key(subject.personnummer)
+
+    def _apply(
+        self, result: Result, msg: Message, event: Event, plan: Plan, person_key: str | None, now: datetime
+    ) -> None:
+        verdict = decide(plan, event, self.consents, person_key, now)
+        if not verdict.allowed:
+            metrics.REFUSED.labels(plan.receiver, verdict.reason or "").inc()
+            self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, verdict.reason, [], now)
+            return
+        if plan.spec.basis_kind is Basis.AGGREGATED:
+            result.outputs.append(self._increment(plan, event))
+            metrics.AGGREGATED.labels(plan.receiver).inc()
+            self._audit(result, msg, event, plan.receiver, "aggregated", plan.spec.basis, None,
+                        sorted(plan.spec.fields), now)  # fmt: skip
+            return
+        delivery = build_delivery(plan, event, self.pseudonyms, now)
+        key = delivery.person_ref or plan.municipality_code
+        result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code),
+                                     key.encode(), self.serde.encode(delivery)))  # fmt: skip
+        metrics.DELIVERED.labels(plan.receiver).inc()
+        self._audit(result, msg, event, plan.receiver, "delivered", plan.spec.basis, None,
+                    disclosed_fields(plan, delivery), now)  # fmt: skip
+
+    def _increment(self, plan: Plan, event: Event) -> Output:
+        """A count increment for the lägesbild stage, keyed by what it counts (no personal data)."""
+        env = event.envelope
+        category = field_value(event, "payload.category") or field_value(event, "payload.offence_category")
+        label = str(category) if category is not None else env.event_type.split(".", 1)[1]
+        iso = env.occurred_at.isocalendar()
+        increment = {
+            "receiver": plan.receiver, "municipality_code": plan.municipality_code, "area": env.area,
+            "category": label, "week": f"{iso.year}-W{iso.week:02d}", "day": env.occurred_at.date().isoformat(),
+            "event_id": str(env.event_id), "event_type": env.event_type,
+            "participants": field_value(event, "payload.participants"),
+        }  # fmt: skip
+        key = f"{plan.receiver}|{plan.municipality_code}"
+        return Output(self.topics.lagesbild, key.encode(), json.dumps(increment).encode())
+
+    def _audit(
+        self, result: Result, msg: Message, event: Event, receiver: str, decision: str, basis: str,
+        reason: str | None, fields: list[str], now: datetime,
+    ) -> None:  # fmt: skip
+        record = self.chain.append(
+            msg.partition, event_id=str(event.envelope.event_id), receiver=receiver, legal_basis=basis,
+            decision=Decision(decision), reason=reason, fields_disclosed=fields, at=now,
+        )  # fmt: skip
+        result.outputs.append(Output(self.topics.audit, None, self.serde.encode(record), msg.partition))
+
+    def _deadletter(
+        self, msg: Message, reason: str, message: str, event_id: str | None, now: datetime
+    ) -> Result:
+        metrics.DEADLETTERED.labels(reason).inc()
+        record = Deadletter(
+            reason=ReasonCode(reason), message=safe_message(message), source_topic=msg.topic,
+            source_partition=msg.partition, source_offset=msg.offset, original=msg.value,
+            event_id=event_id, at=now,
+        )  # fmt: skip
+        out = Output(self.topics.deadletter, msg.key, self.serde.encode(record), msg.partition)
+        return Result(outputs=[out], event_id=event_id, outcome="deadletter")
+

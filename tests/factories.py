@@ -1,0 +1,128 @@
+"""Valid contract events for tests, with only what a test cares about as arguments.
+
+Personnummer are from the test series (born 2008–2012 and 1990s with valid check digits); none is a real
+person's number as far as the series documentation goes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from hub.contract import events as ev
+from hub.contract.envelope import Envelope, Event, Subject
+from hub.contract.personnummer import luhn_ok
+
+NOW = datetime(2026, 8, 14, 12, 0, tzinfo=UTC)
+
+
+def test_pnr(birth: str, serial: str = "998") -> str:
+    """A 12-digit personnummer with a valid check digit: ``birth`` YYYYMMDD, serial 3 digits."""
+    for check in range(10):
+        candidate = f"{birth}{serial}{check}"
+        if luhn_ok(candidate[2:]):
+            return candidate
+    raise AssertionError("no check digit")  # pragma: no cover
+
+
+MINOR = test_pnr("20110305")  # 15 years old on NOW
+YOUNG = test_pnr("20040620")  # 22
+ADULT = test_pnr("19800101")  # 46
+
+
+def envelope(event_type: str, municipality: str = "1381", *, subject: str | None = None,
+             area: str | None = None, occurred_at: datetime = NOW, event_id: str | None = None,
+             data_class: str | None = None) -> Envelope:  # fmt: skip
+    agency = event_type.split(".")[0]
+    return Envelope(
+        event_id=uuid.UUID(event_id) if event_id else uuid.uuid4(),
+        event_type=event_type,
+        schema_version=1,
+        source_agency=agency,  # type: ignore[arg-type]
+        source_unit=f"test {agency}",
+        municipality_code=municipality,
+        area=area,
+        occurred_at=occurred_at,
+        recorded_at=occurred_at + timedelta(minutes=5),
+        subject=Subject(personnummer=subject) if subject else None,
+        data_class=data_class or ("personal_statutory" if subject else "public"),  # type: ignore[arg-type]
+    )
+
+
+def incident_notice(category: str = "residential_burglary", municipality: str = "1381",
+                    area: str | None = "Centrum", **kw: Any) -> ev.IncidentNotice:  # fmt: skip
+    return ev.IncidentNotice(
+        envelope=envelope("polisen.incident_notice", municipality, area=area, **kw),
+        payload=ev.IncidentNoticePayload(
+            police_id=600000, police_type="Inbrott", category=category,  # type: ignore[arg-type]
+            title="14 augusti 13.05, Inbrott, Laholm", summary="Inbrott i villa.",
+            url="https://polisen.se/aktuellt/handelser/x", location_name="Laholm", gps=None,
+            published_at=NOW, county_level=False,
+        ),
+    )  # fmt: skip
+
+
+def minor_suspected(municipality: str = "1381", pnr: str = MINOR, **kw: Any) -> ev.MinorSuspected:
+    return ev.MinorSuspected(
+        envelope=envelope("polisen.minor_suspected", municipality, subject=pnr, **kw),
+        payload=ev.MinorSuspectedPayload(
+            case_id="5000-K123-26", offence_category="theft",  # type: ignore[arg-type]
+            offence_description="Snatteri i butik", guardian_notified=True,
+        ),
+    )
+
+
+def release(home: str = "1381", pnr: str = YOUNG, **kw: Any) -> ev.ReleaseScheduled:
+    return ev.ReleaseScheduled(
+        envelope=envelope("kriminalvarden.release_scheduled", home, subject=pnr,
+                          data_class="personal_consent", **kw),
+        payload=ev.ReleaseScheduledPayload(
+            case_id="KV-2026-0042", home_municipality_code=home, planned_release_date=date(2026, 9, 1),
+            institution="Anstalten Skogome", needs=["bostad", "arbete"],
+        ),
+    )  # fmt: skip
+
+
+def consent(scope: str, pnr: str = YOUNG, municipality: str = "1381", *, withdraw: bool = False,
+            occurred_at: datetime = NOW) -> Event:  # fmt: skip
+    if withdraw:
+        return ev.ConsentWithdrawn(
+            envelope=envelope("kommun.consent_withdrawn", municipality, subject=pnr,
+                              data_class="personal_consent", occurred_at=occurred_at),
+            payload=ev.ConsentWithdrawnPayload(consent_id=f"c-{scope}", scope=scope,  # type: ignore[arg-type]
+                                               withdrawn_at=occurred_at, reason=None),
+        )  # fmt: skip
+    return ev.ConsentGiven(
+        envelope=envelope("kommun.consent_given", municipality, subject=pnr, data_class="personal_consent",
+                          occurred_at=occurred_at),
+        payload=ev.ConsentGivenPayload(
+            consent_id=f"c-{scope}", scope=scope, signed_by="den unge",  # type: ignore[arg-type]
+            guardian_consent=True, valid_from=date(2026, 1, 1), valid_until=None,
+        ),
+    )  # fmt: skip
+
+
+def extremism(municipality: str = "1380", pnr: str = MINOR) -> ev.ExtremismConcern:
+    return ev.ExtremismConcern(
+        envelope=envelope("polisen.extremism_concern", municipality, subject=pnr),
+        payload=ev.ExtremismConcernPayload(case_id="VBE-7", concern_kind="våldsbejakande propaganda",
+                                           description="Delar propaganda i skolan", risk_level="medium"),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def honour_concern(municipality: str = "1383", pnr: str = MINOR) -> ev.ChildConcernReport:
+    return ev.ChildConcernReport(
+        envelope=envelope("kommun.child_concern_report", municipality, subject=pnr),
+        payload=ev.ChildConcernReportPayload(case_id="OA-99", reporter_role="skolkurator",
+                                             concern_kind="honour_related", description="Kontrollerad av familjen"),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def youth_activity(municipality: str = "1315", participants: int = 25) -> ev.YouthActivity:
+    return ev.YouthActivity(
+        envelope=envelope("kommun.youth_activity", municipality, data_class="aggregated"),
+        payload=ev.YouthActivityPayload(activity_id="fritid-1", activity_kind="nattvandring",
+                                        participants=participants, participants_13_17=participants - 5,
+                                        participants_18_24=5, leader_hours=4.0),
+    )  # fmt: skip

@@ -1,0 +1,136 @@
+"""Running a real hub worker process and talking to its topics, for end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from hub.contract.base import ContractRecord
+from hub.contract.envelope import Event
+from hub.contract.serde import Serde
+from hub.kafka.admin import ensure_topics, hub_topics
+from hub.kafka.local import free_port
+from hub.pseudonym import Pseudonymiser
+from hub.settings import HubSettings
+from hub.topics import Topics
+
+REPO = Path(__file__).resolve().parents[2]
+SERDE = Serde()
+
+
+@dataclass
+class HubUnderTest:
+    """One hub (its own topic namespace and consumer group) on the shared test broker."""
+
+    bootstrap: str
+    namespace: str
+    state_dir: Path
+    web_port: int = field(default_factory=free_port)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.namespace)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+        env.update(
+            HUB_KAFKA_BOOTSTRAP=self.bootstrap, HUB_TOPIC_NAMESPACE=self.namespace,
+            HUB_WORKER__APP_ID=f"{self.namespace}hub", HUB_STATE_DIR=str(self.state_dir),
+            HUB_WORKER__WEB_PORT=str(self.web_port),
+        )  # fmt: skip
+        return env
+
+    def settings(self) -> HubSettings:
+        return HubSettings(kafka_bootstrap=self.bootstrap, topic_namespace=self.namespace,
+                           state_dir=self.state_dir)  # fmt: skip
+
+    def create_topics(self) -> None:
+        asyncio.run(ensure_topics(self.bootstrap, hub_topics(self.settings())))
+
+    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+        log = (self.state_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", "worker", "-l", "info"], cwd=REPO, env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            self.stop(proc)
+
+    def log(self, name: str = "worker") -> str:
+        path = self.state_dir / f"{name}.log"
+        return path.read_text(errors="replace")[-5000:] if path.exists() else ""
+
+    # -- producing and reading -------------------------------------------------------------------------
+
+    def publish(self, events: Iterable[Event | bytes], agency: str | None = None) -> None:
+        asyncio.run(self._publish(list(events), agency))
+
+    async def _publish(self, events: list[Event | bytes], agency: str | None) -> None:
+        pseudonyms = Pseudonymiser(HubSettings())
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
+                                    linger_ms=5)  # fmt: skip
+        await producer.start()
+        try:
+            for e in events:
+                if isinstance(e, bytes):
+                    await producer.send(self.topics.agency(agency or "polisen"), e)
+                    continue
+                env = e.envelope
+                key = pseudonyms.person_key(env.subject.personnummer) if env.subject else env.municipality_code
+                await producer.send(self.topics.agency(agency or env.source_agency.value), SERDE.encode(e),
+                                    key=key.encode())  # fmt: skip
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    def read(self, topic_names: list[str], until: Any = None, quiet_s: float = 3.0,
+             timeout_s: float = 90.0) -> dict[str, list[ContractRecord]]:  # fmt: skip
+        """Decode every record on ``topic_names`` from the beginning; stop when ``until(records)`` holds
+        (then wait ``quiet_s`` more for stragglers) or after ``timeout_s``."""
+        return asyncio.run(self._read(topic_names, until, quiet_s, timeout_s))
+
+    async def _read(self, names: list[str], until: Any, quiet_s: float, timeout_s: float
+                    ) -> dict[str, list[ContractRecord]]:  # fmt: skip
+        consumer = AIOKafkaConsumer(*names, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)  # fmt: skip
+        await consumer.start()
+        got: dict[str, list[ContractRecord]] = {n: [] for n in names}
+        deadline = time.monotonic() + timeout_s
+        satisfied_at: float | None = None
+        try:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=500)
+                for tp, messages in batch.items():
+                    got[tp.topic].extend(SERDE.decode(m.value) for m in messages)
+                if satisfied_at is None and until is not None and until(got):
+                    satisfied_at = time.monotonic()
+                if satisfied_at is not None and time.monotonic() - satisfied_at >= quiet_s:
+                    break
+        finally:
+            await consumer.stop()
+        return got
