@@ -49,7 +49,6 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         processing_guarantee="at_least_once",
         topic_partitions=n,
         topic_replication_factor=settings.worker.replication_factor,
-        topic_allow_declare=False,
         producer_acks=-1,
         web_host=settings.worker.web_host,
         web_port=settings.worker.web_port,

@@ -67,7 +67,8 @@ def test_burglary_goes_to_neighbourhood_watch_without_person_data(pipeline: Pipe
     got = deliveries(feed(pipeline, f.incident_notice("residential_burglary", "1380")))
     assert list(got) == ["deliver.grannsamverkan.1380"]
     d = got["deliver.grannsamverkan.1380"]
-    assert d.person_ref is None and d.personnummer is None
+    assert d.person_ref is None
+    assert d.personnummer is None
     assert json.loads(d.fields["payload.category"]) == "residential_burglary"
     assert deliveries(feed(pipeline, f.incident_notice("theft", "1380"))) == {}
 
@@ -101,8 +102,10 @@ def test_extremism_is_anonymised_to_vbe_and_personal_only_to_social_services(pip
     got = deliveries(feed(pipeline, f.extremism("1380")))
     assert set(got) == {"deliver.vbe.1380", "deliver.socialtjanst.1380"}
     vbe = got["deliver.vbe.1380"]
-    assert vbe.person_ref is None and vbe.personnummer is None
-    assert "payload.description" not in vbe.fields and "payload.case_id" not in vbe.fields
+    assert vbe.person_ref is None
+    assert vbe.personnummer is None
+    assert "payload.description" not in vbe.fields
+    assert "payload.case_id" not in vbe.fields
     assert got["deliver.socialtjanst.1380"].personnummer == f.MINOR
 
 
@@ -117,7 +120,8 @@ def test_resent_event_is_delivered_once(pipeline: Pipeline) -> None:
     event = f.minor_suspected()
     assert feed(pipeline, event).outcome == "processed"
     again = feed(pipeline, event)
-    assert again.outcome == "duplicate" and again.outputs == []
+    assert again.outcome == "duplicate"
+    assert again.outputs == []
 
 
 def test_bad_inputs_are_dead_lettered_with_reason(pipeline: Pipeline) -> None:
