@@ -1,0 +1,1 @@
+"""File-drop connector: CSV/JSON exports to contract events (pure mapping; no Kafka). See docs/filedrop.md."""

@@ -1,0 +1,1 @@
+"""Deterministic agency traffic simulator (pure; no Kafka). See README.md in this folder."""
