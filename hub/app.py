@@ -21,6 +21,7 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub import logsafety
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
@@ -54,6 +55,9 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         web_port=settings.worker.web_port,
         web_bind=settings.worker.web_host,
         web_in_thread=False,
+        # A crashed worker's partitions move to the others after this long without heartbeats.
+        broker_session_timeout=settings.worker.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.worker.session_timeout_s / 5),
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,
@@ -104,6 +108,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     # -- agents --------------------------------------------------------------------------------------
     @app.agent(agency_topics, name="hub.route")
     async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        logsafety.install()  # the worker has configured its log handlers by now: guard them
         async for event in stream.events():
             m = event.message
             if not chain.has_head(m.partition):

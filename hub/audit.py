@@ -120,50 +120,23 @@ def verify(records: Iterable[tuple[int, int, AuditRecord]]) -> VerifyResult:
 async def read_trail(bootstrap: str, topic: str) -> list[tuple[int, int, AuditRecord]]:
     """Every record of the audit topic as (partition, offset, record), in offset order per partition.
 
-    A record that does not decode as an audit record is returned as a break by :func:`verify_trail`.
+    Raises :class:`TrailError` at the first record that is not an audit record.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from hub.contract.errors import ContractError
     from hub.contract.serde import Serde
+    from hub.kafka.read import read_to_end
 
     serde = Serde()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
     out: list[tuple[int, int, AuditRecord]] = []
-    try:
-        partitions = sorted(consumer.partitions_for_topic(topic) or await _partitions(consumer, topic))
-        tps = [TopicPartition(topic, p) for p in partitions]
-        if not tps:
-            return out
-        consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=1000)
-            for tp, messages in batch.items():
-                for m in messages:
-                    try:
-                        rec = serde.decode(m.value)
-                    except ContractError as exc:
-                        raise TrailError(f"partition {tp.partition} offset {m.offset}: not an audit record "
-                                         f"({exc.reason})") from exc
-                    if not isinstance(rec, AuditRecord):
-                        raise TrailError(f"partition {tp.partition} offset {m.offset}: not an audit record")
-                    out.append((tp.partition, m.offset, rec))
-                    if m.offset + 1 >= end[tp]:
-                        remaining.discard(tp)
-    finally:
-        await consumer.stop()
+    async for m in read_to_end(bootstrap, [topic]):
+        try:
+            rec = serde.decode(m.value)
+        except ContractError as exc:
+            raise TrailError(f"partition {m.partition} offset {m.offset}: not an audit record ({exc.reason})") from exc
+        if not isinstance(rec, AuditRecord):
+            raise TrailError(f"partition {m.partition} offset {m.offset}: not an audit record")
+        out.append((m.partition, m.offset, rec))
     return out
-
-
-async def _partitions(consumer: object, topic: str) -> set[int]:
-    client = consumer._client  # type: ignore[attr-defined]  # aiokafka keeps metadata on its client
-    await client.force_metadata_update()
-    parts: set[int] | None = client.cluster.partitions_for_topic(topic)
-    return parts or set()
 
 
 class TrailError(RuntimeError):

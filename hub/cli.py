@@ -176,6 +176,43 @@ def _audit_verify(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0 if result.ok else 1
 
 
+def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
+    import asyncio
+
+    from hub.reconcile import reconcile
+
+    r = asyncio.run(reconcile(resolve_bootstrap(settings), settings))
+    if args.json:
+        _print_json(r.as_dict())
+    else:
+        print(f"source messages   {r.source_messages:>10}  ({r.source_event_ids} distinct event ids)")
+        print(f"accounted         {r.accounted:>10}")
+        print(f"lost              {r.lost:>10}" + (f"  e.g. {', '.join(r.lost_examples[:3])}" if r.lost else ""))
+        print(f"deliveries        {r.deliveries:>10}  ({r.duplicate_deliveries} duplicates)")
+        for decision, n in sorted(r.decisions.items()):
+            print(f"audit {decision:<11} {n:>10}")
+        for reason, n in sorted(r.deadletters.items()):
+            print(f"dead letter {reason:<22} {n:>6}")
+    return 0 if r.ok else 1
+
+
+# -- hub ingest ---------------------------------------------------------------------------------------
+
+
+def _ingest(args: argparse.Namespace, settings: HubSettings) -> int:
+    if args.new_token:
+        from datetime import datetime
+
+        from connectors.gateway import new_token
+
+        token, entry = new_token(datetime.fromisoformat(args.expires) if args.expires else None)
+        _print_json({"agency": args.new_token, "token": token, "entry": entry})
+        return 0
+    from connectors.gateway import run
+
+    return run(settings, host=args.host, port=args.port)
+
+
 # -- parser -------------------------------------------------------------------------------------------
 
 
@@ -216,6 +253,18 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--json", action="store_true")
     av.set_defaults(handler=_audit_verify)
 
+    ing = sub.add_parser("ingest", help="the authenticated HTTP ingest gateway agencies post events to")
+    ing.add_argument("--host", default=None, help="listen address (default HUB_INGEST__HOST, 127.0.0.1)")
+    ing.add_argument("--port", type=int, default=None, help="TCP port (default HUB_INGEST__PORT, 8088)")
+    ing.add_argument("--new-token", metavar="AGENCY",
+                     help="print a new token and its HUB_INGEST__TOKENS entry, then exit")
+    ing.add_argument("--expires", metavar="ISO8601", help="expiry for --new-token")
+    ing.set_defaults(handler=_ingest)
+
+    rc = sub.add_parser("reconcile", help="account for every event: delivered, refused, counted or dead-lettered")
+    rc.add_argument("--json", action="store_true")
+    rc.set_defaults(handler=_reconcile)
+
     return parser
 
 
@@ -226,6 +275,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    from hub import logsafety
+
+    logsafety.install()
     handler: Handler = args.handler
     return handler(args, settings)
 

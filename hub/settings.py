@@ -76,6 +76,8 @@ class WorkerSettings(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     """Port of the worker's /health, /ready and /metrics."""
+    session_timeout_s: float = 10.0
+    """How soon the group notices a crashed worker and gives its partitions to the others."""
 
 
 class HubSettings(BaseSettings):

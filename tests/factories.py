@@ -17,7 +17,7 @@ from hub.contract.personnummer import luhn_ok
 NOW = datetime(2026, 8, 14, 12, 0, tzinfo=UTC)
 
 
-def test_pnr(birth: str, serial: str = "998") -> str:
+def make_pnr(birth: str, serial: str = "998") -> str:
     """A 12-digit personnummer with a valid check digit: ``birth`` YYYYMMDD, serial 3 digits."""
     for check in range(10):
         candidate = f"{birth}{serial}{check}"
@@ -26,9 +26,9 @@ def test_pnr(birth: str, serial: str = "998") -> str:
     raise AssertionError("no check digit")  # pragma: no cover
 
 
-MINOR = test_pnr("20110305")  # 15 years old on NOW
-YOUNG = test_pnr("20040620")  # 22
-ADULT = test_pnr("19800101")  # 46
+MINOR = make_pnr("20110305")  # 15 years old on NOW
+YOUNG = make_pnr("20040620")  # 22
+ADULT = make_pnr("19800101")  # 46
 
 
 def envelope(event_type: str, municipality: str = "1381", *, subject: str | None = None,

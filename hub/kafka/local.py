@@ -178,10 +178,11 @@ class LocalBroker:
         """Format the storage directory once (KRaft needs a cluster id before first start)."""
         if (self.data_dir / "meta.properties").exists():
             return
+        # A cluster id may start with "-": pass it as --cluster-id=<id> so it is never read as an option.
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java(
             classpath, "kafka.tools.StorageTool",
-            "format", "-t", cluster_id, "-c", str(self.properties_file), "--ignore-formatted",
+            "format", f"--cluster-id={cluster_id}", "-c", str(self.properties_file), "--ignore-formatted",
         )  # fmt: skip
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:

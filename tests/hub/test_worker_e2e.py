@@ -23,7 +23,7 @@ def wait_ready(hub: HubUnderTest, proc: subprocess.Popen[bytes], timeout_s: floa
     def ready() -> bool:
         assert proc.poll() is None, f"worker exited:\n{hub.log()}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/ready", timeout=2) as r:  # noqa: S310
+            with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/ready", timeout=2) as r:
                 return bool(r.status == 200)
         except OSError:
             return False

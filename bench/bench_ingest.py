@@ -1,0 +1,232 @@
+"""Benchmark of the ingest gateway (``hub ingest``): acknowledged events/s and end-to-end latency.
+
+Runs the gateway in-process on 127.0.0.1 against a real broker (``--bootstrap``, else
+``HUB_KAFKA_BOOTSTRAP``, else a LocalBroker started in a temporary folder) and measures:
+
+* single-event mode: ``--concurrency`` clients each posting one JSON event per request;
+* batch mode: NDJSON batches of ``--batch`` events;
+* latency: single events offered at ``--rate`` events/s for ``--duration`` s; the time from sending the
+  HTTP request to the event being readable on the agency topic (p50/p99).
+
+Every figure is the median of ``--runs`` runs. Acks are ``acks="all"`` (idempotent producer).
+
+    .venv/bin/python bench/bench_ingest.py --events 5000 --batch 500 --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from connectors.gateway import create_app, hash_token
+from hub.contract.serde import Serde
+from hub.kafka.local import LocalBroker, free_port
+from hub.settings import HubSettings, IngestSettings
+
+TOKEN = "bench-token"  # noqa: S105 - a benchmark's throwaway token
+CODES = ("1315", "1380", "1381", "1382", "1383", "1384")
+
+
+def event_doc(i: int) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return {
+        "envelope": {
+            "event_id": str(uuid.uuid4()), "event_type": "kommun.youth_activity", "schema_version": 1,
+            "source_agency": "kommun", "source_unit": "fritid", "municipality_code": CODES[i % len(CODES)],
+            "area": None, "occurred_at": now, "recorded_at": now, "subject": None, "data_class": "aggregated",
+        },
+        "payload": {
+            "activity_id": f"a-{i}", "activity_kind": "drop_in", "participants": 20, "participants_13_17": 12,
+            "participants_18_24": 8, "leader_hours": 3.0, "participants_girls": 9,
+        },
+    }  # fmt: skip
+
+
+HEADERS_JSON = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+HEADERS_NDJSON = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+
+
+async def single_mode(session: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> float:
+    bodies = [json.dumps(event_doc(i)) for i in range(n)]
+    queue = iter(bodies)
+
+    async def worker() -> int:
+        done = 0
+        for body in queue:
+            async with session.post(url, data=body, headers=HEADERS_JSON) as r:
+                assert r.status == 202, await r.text()
+                done += 1
+        return done
+
+    start = time.perf_counter()
+    total = sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
+    return total / (time.perf_counter() - start)
+
+
+async def batch_mode(session: aiohttp.ClientSession, url: str, n: int, batch: int, concurrency: int) -> float:
+    docs = [json.dumps(event_doc(i)) for i in range(n)]
+    bodies = iter(["\n".join(docs[i : i + batch]) + "\n" for i in range(0, n, batch)])
+
+    async def worker() -> int:
+        done = 0
+        for body in bodies:
+            async with session.post(url, data=body, headers=HEADERS_NDJSON) as r:
+                out = await r.json()
+                assert r.status == 202, out
+                assert not out["rejected"], out
+                done += len(out["accepted"])
+        return done
+
+    start = time.perf_counter()
+    total = sum(await asyncio.gather(*(worker() for _ in range(concurrency))))
+    return total / (time.perf_counter() - start)
+
+
+async def latency_mode(
+    session: aiohttp.ClientSession, url: str, bootstrap: str, topic: str, rate: float, duration: float
+) -> tuple[float, float, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                fetch_max_wait_ms=5)
+    await consumer.start()
+    serde = Serde()
+    sent_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+
+        async def read() -> None:
+            while True:
+                for messages in (await consumer.getmany(timeout_ms=50)).values():
+                    now = time.perf_counter()
+                    for m in messages:
+                        _, record = serde.decode_record(m.value)
+                        seen_at.setdefault(str(record["envelope"]["event_id"]), now)
+
+        reader = asyncio.create_task(read())
+        n = int(rate * duration)
+        start = time.perf_counter()
+        tasks = []
+
+        async def post_one(body: str, eid: str) -> None:
+            sent_at[eid] = time.perf_counter()
+            async with session.post(url, data=body, headers=HEADERS_JSON) as r:
+                assert r.status == 202, await r.text()
+
+        for i in range(n):
+            doc = event_doc(i)
+            eid = doc["envelope"]["event_id"]
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post_one(json.dumps(doc), eid)))
+        await asyncio.gather(*tasks)
+        deadline = time.perf_counter() + 10
+        while len(sent_at.keys() & seen_at.keys()) < n and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        reader.cancel()
+    finally:
+        await consumer.stop()
+    lat = sorted((seen_at[e] - sent_at[e]) * 1000 for e in sent_at.keys() & seen_at.keys())
+    if not lat:
+        return float("nan"), float("nan"), 0
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)
+
+
+async def bench(args: argparse.Namespace, bootstrap: str, state: Path) -> None:
+    ns = f"bench-{uuid.uuid4().hex[:6]}."
+    settings = HubSettings(
+        kafka_bootstrap=bootstrap, state_dir=state, topic_namespace=ns,
+        ingest=IngestSettings(tokens={"kommun": [hash_token(TOKEN)]}, max_in_flight=1_000_000),
+    )  # fmt: skip
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/v1/events"
+    results: dict[str, list[float]] = {"single": [], "batch": [], "p50": [], "p99": []}
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
+            deadline = time.monotonic() + 60
+            while True:  # wait until the producer is connected (503 before)
+                async with session.post(url, data=json.dumps(event_doc(0)), headers=HEADERS_JSON) as r:
+                    if r.status == 202:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit("the gateway did not connect to Kafka")
+                await asyncio.sleep(0.2)
+            for run in range(args.runs):
+                single = await single_mode(session, url, args.events, args.concurrency)
+                batch = await batch_mode(session, url, args.events, args.batch, 4)
+                p50, p99, seen = await latency_mode(session, url, bootstrap, f"{ns}agency.kommun.events",
+                                                    args.rate, args.duration)
+                print(f"run {run + 1}: single {single:,.0f}/s  batch {batch:,.0f}/s  "
+                      f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms ({seen} events)", file=sys.stderr)
+                results["single"].append(single)
+                results["batch"].append(batch)
+                results["p50"].append(p50)
+                results["p99"].append(p99)
+    finally:
+        await runner.cleanup()
+    med = {k: statistics.median(v) for k, v in results.items()}
+    print()
+    print(f"ingest gateway, {args.events} events per mode, median of {args.runs} runs, acks=all, Kafka {bootstrap}")
+    print("| mode | result |")
+    print("|---|---|")
+    print(f"| single event per request ({args.concurrency} concurrent clients) | {med['single']:,.0f} events/s |")
+    print(f"| NDJSON batches of {args.batch} (4 concurrent clients) | {med['batch']:,.0f} events/s |")
+    print(f"| latency request → readable on topic at {args.rate:g} events/s for {args.duration:g} s | "
+          f"p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5000, help="events per throughput mode and run")
+    parser.add_argument("--batch", type=int, default=500, help="events per NDJSON request")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32, help="clients in single-event mode")
+    parser.add_argument("--rate", type=float, default=500.0, help="offered events/s in the latency mode")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of the latency mode")
+    parser.add_argument("--bootstrap", default=os.environ.get("HUB_KAFKA_BOOTSTRAP"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        broker: LocalBroker | None = None
+        bootstrap = args.bootstrap
+        if not bootstrap:
+            broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
+            print("starting a local Kafka broker ...", file=sys.stderr)
+            bootstrap = broker.up()
+        try:
+            asyncio.run(bench(args, bootstrap, Path(tmp)))
+        finally:
+            if broker is not None:
+                broker.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

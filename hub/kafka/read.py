@@ -1,0 +1,68 @@
+"""Reading whole topics up to their current end: for verification, reconciliation and reports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+async def read_to_end(bootstrap: str, topics: list[str], fetch_max_bytes: int = 16 * 1024 * 1024
+                      ) -> AsyncIterator[Record]:  # fmt: skip
+    """Every record now in ``topics``, in offset order per partition; LookupError if a topic is missing."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_bytes=fetch_max_bytes, max_partition_fetch_bytes=fetch_max_bytes)  # fmt: skip
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()
+        cluster = consumer._client.cluster
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+        if not tps:
+            return
+        consumer.assign(tps)
+        end = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        remaining = {tp for tp in tps if end[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset < end[tp]:
+                        yield Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+            # Done with a partition once its position passed the end taken at the start (records may be
+            # returned in several batches, and offsets need not be contiguous).
+            for tp in list(remaining):
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> dict[str, list[int]]:
+    """Partitions of each existing topic, asking for these topics' metadata explicitly."""
+    client = consumer._client
+    for t in topics:
+        client.add_topic(t)
+    found: dict[str, list[int]] = {}
+    for _attempt in range(5):
+        await client.force_metadata_update()
+        found = {t: sorted(p) for t in topics if (p := client.cluster.partitions_for_topic(t))}
+        if len(found) == len(topics):
+            break
+        await asyncio.sleep(0.2)
+    missing = sorted(set(topics) - set(found))
+    if missing:
+        raise LookupError(f"topics not found in the cluster: {', '.join(missing[:5])}")
+    return found
