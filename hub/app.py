@@ -21,12 +21,12 @@ import faust
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from hub import logsafety
+from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
 from hub.flows.routing import Router
-from hub.kafka.admin import last_record
+from hub.kafka.admin import last_record, read_range
 from hub.pipeline import Message, Output, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
@@ -58,6 +58,9 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         # A crashed worker's partitions move to the others after this long without heartbeats.
         broker_session_timeout=settings.worker.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.worker.session_timeout_s / 5),
+        # Static membership: a restarted worker with the same instance id takes its partitions back
+        # without a rebalance of the whole group.
+        consumer_group_instance_id=settings.worker.instance_id,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=8192,
@@ -106,6 +109,24 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         await out(output.topic).send(key=output.key, value=output.value, partition=output.partition)
 
     # -- agents --------------------------------------------------------------------------------------
+    # The offset processed last per source partition, to notice when the stream skips ahead. faust can
+    # deliver prefetched messages past a seek after a rebalance and then commit over the gap
+    # (faust-streaming issues #221, #606); the skipped messages are read back and processed first.
+    last_offset: dict[tuple[str, int], int] = {}
+
+    async def process(m: Message) -> None:
+        result = pipeline.process(m)
+        for output in result.outputs:
+            await send(output)
+
+    async def repair_gap(topic: str, partition: int, start: int, end: int) -> None:
+        skipped = await read_range(bootstrap, topic, partition, start, end)
+        log.warning("the stream skipped %d message(s) of %s/%d at offsets %d-%d: processing them now",
+                    len(skipped), topic, partition, start, end - 1)  # fmt: skip
+        metrics.GAPS_REPAIRED.inc(len(skipped))
+        for offset, key, value in skipped:
+            await process(Message(topic, partition, offset, key, value))
+
     @app.agent(agency_topics, name="hub.route")
     async def route(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         logsafety.install()  # the worker has configured its log handlers by now: guard them
@@ -113,9 +134,11 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             m = event.message
             if not chain.has_head(m.partition):
                 await continue_chain(m.partition)
-            result = pipeline.process(Message(m.topic, m.partition, m.offset, m.key, m.value))
-            for output in result.outputs:
-                await send(output)
+            previous = last_offset.get((m.topic, m.partition))
+            if previous is not None and m.offset > previous + 1:
+                await repair_gap(m.topic, m.partition, previous + 1, m.offset)
+            last_offset[(m.topic, m.partition)] = m.offset
+            await process(Message(m.topic, m.partition, m.offset, m.key, m.value))
             yield None
 
     # -- web: health, readiness, metrics ---------------------------------------------------------------
@@ -131,7 +154,8 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
 
     @app.page("/metrics")
     async def prometheus(view: View, request: Request) -> Response:
-        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        # aiohttp wants the charset apart from the media type
+        return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     return app
 

@@ -196,6 +196,35 @@ def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0 if r.ok else 1
 
 
+# -- hub tail -----------------------------------------------------------------------------------------
+
+
+def _tail(args: argparse.Namespace, settings: HubSettings) -> int:
+    import asyncio
+
+    from hub.tail import TailOptions, tail
+
+    options = TailOptions(args.receiver, args.municipality, args.from_beginning, args.json, args.max,
+                          args.timeout, args.reveal)  # fmt: skip
+    try:
+        asyncio.run(tail(settings, resolve_bootstrap(settings), options))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+# -- hub demo -----------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.demo import run_demo
+
+    return run_demo(settings, args.duration, args.rate, args.seed)
+
+
 # -- hub ingest ---------------------------------------------------------------------------------------
 
 
@@ -260,6 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print a new token and its HUB_INGEST__TOKENS entry, then exit")
     ing.add_argument("--expires", metavar="ISO8601", help="expiry for --new-token")
     ing.set_defaults(handler=_ingest)
+
+    tl = sub.add_parser("tail", help="print what a receiver sees, as it arrives")
+    tl.add_argument("receiver", help="sig, socialtjanst, ungdom, vbe, hrv, medborgarloften, grannsamverkan, lagesbild")
+    tl.add_argument("--municipality", "-m", metavar="CODE", help="one municipality (e.g. 1381) or 13 for the county")
+    tl.add_argument("--from-beginning", action="store_true", help="start at the oldest delivery, not at new ones")
+    tl.add_argument("--json", action="store_true", help="one JSON object per line")
+    tl.add_argument("--max", type=int, metavar="N", help="exit after N messages")
+    tl.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds without a message")
+    tl.add_argument("--reveal", action="store_true", help="show the personnummer unmasked (authorised use only)")
+    tl.set_defaults(handler=_tail)
+
+    dm = sub.add_parser("demo", help="run everything locally with real and simulated events (Ctrl-C stops)")
+    dm.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")
+    dm.add_argument("--rate", type=float, default=50.0, metavar="N", help="simulated events per second (default 50)")
+    dm.add_argument("--seed", type=int, default=2026, help="simulator seed (deterministic traffic)")
+    dm.set_defaults(handler=_demo)
 
     rc = sub.add_parser("reconcile", help="account for every event: delivered, refused, counted or dead-lettered")
     rc.add_argument("--json", action="store_true")

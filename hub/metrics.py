@@ -9,6 +9,7 @@ DELIVERED = Counter("hub_deliveries_total", "Deliveries made, per receiver", ["r
 AGGREGATED = Counter("hub_aggregated_total", "Events counted into aggregates, per receiver", ["receiver"])
 REFUSED = Counter("hub_refusals_total", "Planned deliveries refused by the gate", ["receiver", "reason"])
 DEADLETTERED = Counter("hub_deadletters_total", "Messages sent to hub.deadletter", ["reason"])
+GAPS_REPAIRED = Counter("hub_gap_messages_repaired_total", "Messages the stream skipped and the worker read back")
 DUPLICATES = Counter("hub_duplicates_total", "Re-sent events dropped by deduplication")
 CONSENT_RECORDED = Counter("hub_consent_events_total", "Consent events applied to the consent state")
 LATENCY = Histogram(

@@ -76,6 +76,8 @@ class WorkerSettings(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     """Port of the worker's /health, /ready and /metrics."""
+    instance_id: str | None = None
+    """Static group membership id (unique per worker, e.g. ``worker-1``); unset = dynamic membership."""
     session_timeout_s: float = 10.0
     """How soon the group notices a crashed worker and gives its partitions to the others."""
 

@@ -75,3 +75,24 @@ async def last_record(bootstrap: str, topic: str, partition: int) -> bytes | Non
         return value
     finally:
         await consumer.stop()
+
+
+async def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int
+) -> list[tuple[int, bytes | None, bytes]]:
+    """Records ``start <= offset < end`` of one partition as (offset, key, value)."""
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    out: list[tuple[int, bytes | None, bytes]] = []
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for m in batch.get(tp, []):
+                if start <= m.offset < end:
+                    out.append((m.offset, m.key, m.value))
+    finally:
+        await consumer.stop()
+    return out

@@ -59,10 +59,11 @@ class HubUnderTest:
     def create_topics(self) -> None:
         asyncio.run(ensure_topics(self.bootstrap, hub_topics(self.settings())))
 
-    def start_worker(self, name: str = "worker") -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str = "worker", instance_id: str | None = None) -> subprocess.Popen[bytes]:
         log = (self.state_dir / f"{name}.log").open("ab")
+        env = {**self.env, **({"HUB_WORKER__INSTANCE_ID": instance_id} if instance_id else {})}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub.cli", "worker", "-l", "info"], cwd=REPO, env=self.env,
+            [sys.executable, "-m", "hub.cli", "worker", "-l", "info"], cwd=REPO, env=env,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         self.procs.append(proc)

@@ -49,7 +49,7 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory
     hub = HubUnderTest(kafka_bootstrap, f"crash{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("crash"))
     hub.create_topics()
     events = list(mixed_events(n))
-    worker = hub.start_worker("worker-1")
+    worker = hub.start_worker("worker-1", instance_id="worker-a")
     try:
         wait_ready(hub, worker)
         publisher = threading.Thread(target=hub.publish, args=(events,))
@@ -63,7 +63,7 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory
         worker.wait(timeout=30)
         publisher.join(timeout=300)
 
-        restarted = hub.start_worker("worker-2")
+        restarted = hub.start_worker("worker-2", instance_id="worker-a")  # the same worker, restarted
         wait_ready(hub, restarted)
 
         async def settled() -> bool:

@@ -1,0 +1,289 @@
+"""``hub demo``: the whole hub on this machine, fed with real and simulated events, on one screen.
+
+Starts (or reuses) the local Apache Kafka broker, creates the topics, starts ``hub worker`` and
+``hub ingest`` as child processes, replays the 300 real police events from ``../shared/data`` through
+the police open-feed connector (served by a local HTTP server standing in for polisen.se), and posts
+simulated traffic from every agency through the authenticated ingest gateway. Every two seconds it prints
+events in, deliveries per receiver, refusals and dead letters (from the worker's /metrics) and the latest
+deliveries as a coordinator sees them. Ctrl-C, or ``--duration``, stops everything it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, deque
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from connectors.gateway.auth import hash_token
+from connectors.polisen_feed.connector import PolisenFeedConnector
+from connectors.simulator.generate import Simulator
+from hub.contract.errors import ContractError
+from hub.contract.outputs import Delivery
+from hub.contract.serde import Serde
+from hub.deadline import Deadline
+from hub.kafka.admin import ensure_topics, hub_topics
+from hub.kafka.local import broker_from_settings, free_port
+from hub.rules.receivers import RECEIVERS
+from hub.settings import HubSettings
+from hub.tail import readable
+from hub.topics import Topics
+
+AGENCIES = ("polisen", "kriminalvarden", "kommun")
+
+
+class Demo:
+    def __init__(self, settings: HubSettings, duration_s: float | None, rate: float, seed: int) -> None:
+        self.settings = settings
+        self.duration_s = duration_s
+        self.rate = rate
+        self.seed = seed
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.started_broker = False
+        self.bootstrap = ""
+        self.worker_port = free_port()
+        self.ingest_port = free_port()
+        self.tokens = {a: secrets.token_urlsafe(24) for a in AGENCIES}
+        self.logs = settings.state_dir / "demo"
+        self.stop = asyncio.Event()
+        self.recent: deque[str] = deque(maxlen=8)
+        self.sent: Counter[str] = Counter()
+        self.police_replayed = 0
+        self.notes: list[str] = []
+
+    # -- processes -----------------------------------------------------------------------------------
+
+    def start_kafka(self) -> None:
+        if self.settings.kafka_bootstrap:
+            self.bootstrap = self.settings.kafka_bootstrap
+            return
+        broker = broker_from_settings(self.settings)
+        self.started_broker = broker.pid() is None
+        print(f"starting Apache Kafka {broker.version} ..." if self.started_broker else "using the running broker")
+        self.bootstrap = broker.up()
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            HUB_KAFKA_BOOTSTRAP=self.bootstrap,
+            HUB_WORKER__WEB_PORT=str(self.worker_port),
+            HUB_INGEST__PORT=str(self.ingest_port),
+            HUB_INGEST__TOKENS=json.dumps({a: [hash_token(t)] for a, t in self.tokens.items()}),
+        )
+        return env
+
+    def spawn(self, name: str, *args: str) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", *args], env=self.child_env(), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+    async def wait_ready(self, name: str, url: str, timeout_s: float = 120) -> None:
+        async def ready() -> bool:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited (code {proc.returncode}); see {self.logs / (name + '.log')}")
+            try:
+                async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    return r.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                return False
+
+        await Deadline(timeout_s, f"{name} to be ready").async_wait_for(ready, interval=0.5)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.started_broker:
+            broker_from_settings(self.settings).down()
+
+    # -- feeds ---------------------------------------------------------------------------------------
+
+    async def replay_police_feed(self) -> None:
+        sample = self.settings.shared_data_dir / "polisen-events-sample.json"
+        if not sample.exists():
+            self.notes.append(f"no real police data at {sample}: police replay skipped")
+            return
+        body = sample.read_bytes()
+
+        async def events(_: web.Request) -> web.Response:
+            return web.Response(body=body, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/api/events", events)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        try:
+            settings = self.settings.model_copy(update={"kafka_bootstrap": self.bootstrap})
+            connector = PolisenFeedConnector(settings, base_url=f"http://127.0.0.1:{port}", polls=1,
+                                             min_interval_s=0.0)  # fmt: skip
+            progress = await connector.execute(handle_signals=False)
+            self.police_replayed = int(progress.get("produced", 0))
+            known = len(connector.checkpoint.get("published_ids", []))
+            if known > self.police_replayed:
+                self.notes.append(f"{known - self.police_replayed} police notices were published by an earlier run "
+                                  "(the connector's checkpoint) and are not sent twice")
+        finally:
+            await runner.cleanup()
+
+    async def simulate(self) -> None:
+        """Post simulated events through the ingest gateway, each agency with its own token."""
+        sim = Simulator(self.seed, datetime.now(UTC).replace(microsecond=0))
+        url = f"http://127.0.0.1:{self.ingest_port}/v1/events"
+        started = time.monotonic()
+        batch: dict[str, list[str]] = {a: [] for a in AGENCIES}
+        async with aiohttp.ClientSession() as session:
+            for i, event in enumerate(sim.events()):
+                if self.stop.is_set():
+                    break
+                agency = event.envelope.source_agency.value
+                batch[agency].append(event.model_dump_json())
+                due = started + (i + 1) / self.rate
+                if due - time.monotonic() > 0.2 or len(batch[agency]) >= 200:
+                    await self._post(session, url, batch)
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+    async def _post(self, session: aiohttp.ClientSession, url: str, batch: dict[str, list[str]]) -> None:
+        for agency, lines in batch.items():
+            if not lines:
+                continue
+            headers = {"Authorization": f"Bearer {self.tokens[agency]}", "Content-Type": "application/x-ndjson"}
+            async with session.post(url, data="\n".join(lines).encode(), headers=headers) as r:
+                reply = await r.json()
+                self.sent[agency] += len(reply.get("accepted", []))
+            lines.clear()
+
+    async def watch_deliveries(self) -> None:
+        topics = Topics(self.settings.topic_namespace)
+        codes = [*self.settings.municipality_codes, self.settings.county_code]
+        names = [topics.deliver(r, c) for r in RECEIVERS for c in codes]
+        consumer = AIOKafkaConsumer(*names, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="latest")
+        serde = Serde()
+        await consumer.start()
+        try:
+            while not self.stop.is_set():
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in messages:
+                        with contextlib.suppress(ContractError):
+                            record = serde.decode(m.value)
+                            if isinstance(record, Delivery):
+                                self.recent.append(readable(record, reveal=False)[:150])
+        finally:
+            await consumer.stop()
+
+    # -- the screen ----------------------------------------------------------------------------------
+
+    async def metrics(self) -> dict[str, Counter[str]]:
+        out: dict[str, Counter[str]] = {}
+        url = f"http://127.0.0.1:{self.worker_port}/metrics"
+        try:
+            async with aiohttp.ClientSession() as s, s.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                if r.status != 200:
+                    return out
+                text = await r.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return out
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    labels = sample.labels
+                    label = labels.get("receiver") or labels.get("reason") or labels.get("topic") or ""
+                    out.setdefault(sample.name, Counter())[label] += int(sample.value)
+        return out
+
+    def screen(self, m: dict[str, Counter[str]], elapsed: float) -> str:
+        received = sum(m.get("hub_events_received_total", Counter()).values())
+        delivered = m.get("hub_deliveries_total", Counter())
+        aggregated = m.get("hub_aggregated_total", Counter())
+        refused = m.get("hub_refusals_total", Counter())
+        dead = m.get("hub_deadletters_total", Counter())
+        lines = [
+            f"Samverkan Hub demo — {elapsed:5.0f} s   (Ctrl-C stops everything)",
+            f"  ingest  http://127.0.0.1:{self.ingest_port}/v1/events   worker metrics "
+            f"http://127.0.0.1:{self.worker_port}/metrics   kafka {self.bootstrap}",
+            f"  sent: police feed {self.police_replayed} real notices, simulated "
+            + ", ".join(f"{a} {n}" for a, n in sorted(self.sent.items())),
+            f"  events in {received}   refused {sum(refused.values())}   dead letters {sum(dead.values())}"
+            f"   counted into aggregates {sum(aggregated.values())}",
+            "  delivered  " + "  ".join(f"{r} {delivered.get(r, 0)}" for r in RECEIVERS),
+            "  latest deliveries (what coordinators see; personnummer masked):",
+            *[f"    {line}" for line in self.recent],
+            *[f"  note: {n}" for n in self.notes],
+        ]
+        return "\n".join(lines)
+
+    async def run(self) -> dict[str, Any]:
+        await ensure_topics(self.bootstrap, hub_topics(self.settings))
+        self.spawn("worker", "worker")
+        self.spawn("ingest", "ingest")
+        await self.wait_ready("worker", f"http://127.0.0.1:{self.worker_port}/ready")
+        await self.wait_ready("ingest", f"http://127.0.0.1:{self.ingest_port}/ready")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        tasks = [asyncio.create_task(c) for c in (self.replay_police_feed(), self.simulate(), self.watch_deliveries())]
+        started = time.monotonic()
+        interactive = sys.stdout.isatty()
+        last: dict[str, Counter[str]] = {}
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), 2.0)
+            elapsed = time.monotonic() - started
+            last = await self.metrics() or last
+            text = self.screen(last, elapsed)
+            print(("\033[2J\033[H" if interactive else "\n") + text, flush=True)
+            if self.duration_s is not None and elapsed >= self.duration_s:
+                self.stop.set()
+        await asyncio.sleep(3)  # let the worker finish what was sent
+        last = await self.metrics() or last
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        delivered = last.get("hub_deliveries_total", Counter())
+        return {
+            "events_in": sum(last.get("hub_events_received_total", Counter()).values()),
+            "delivered": dict(delivered),
+            "aggregated": dict(last.get("hub_aggregated_total", Counter())),
+            "refused": sum(last.get("hub_refusals_total", Counter()).values()),
+            "deadletters": sum(last.get("hub_deadletters_total", Counter()).values()),
+            "police_replayed": self.police_replayed,
+            "simulated_sent": dict(self.sent),
+        }
+
+
+def run_demo(settings: HubSettings, duration_s: float | None, rate: float, seed: int) -> int:
+    demo = Demo(settings, duration_s, rate, seed)
+    try:
+        demo.start_kafka()
+        summary = asyncio.run(demo.run())
+    finally:
+        demo.stop_all()
+    print("demo summary: " + json.dumps(summary, ensure_ascii=False))
+    print(f"logs: {demo.logs}")
+    return 0 if summary["events_in"] else 1
+
+
+__all__ = ["Demo", "run_demo"]

@@ -1,0 +1,110 @@
+"""``hub tail``: what a receiver sees, as it arrives.
+
+Subscribes to ``deliver.<receiver>.<kommunkod>`` (one municipality, or all of them and the county),
+decodes each delivery and prints one readable line per message, or one JSON object per line with
+``--json``. The personnummer is masked (``20110305-****``) unless ``--reveal`` is given: a terminal or
+a redirected stdout is not the place for it by default.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaConsumer
+
+from hub.contract.errors import ContractError
+from hub.contract.outputs import Delivery, LagesbildAggregate
+from hub.contract.serde import Serde
+from hub.rules.receivers import RECEIVERS
+from hub.settings import HubSettings
+from hub.topics import Topics
+
+
+@dataclass
+class TailOptions:
+    receiver: str
+    municipality: str | None = None
+    from_beginning: bool = False
+    as_json: bool = False
+    max_messages: int | None = None
+    timeout_s: float | None = None
+    reveal: bool = False
+
+
+def mask(personnummer: str | None, reveal: bool) -> str | None:
+    if personnummer is None or reveal:
+        return personnummer
+    return f"{personnummer[:8]}-****"
+
+
+def as_dict(record: Any, reveal: bool) -> dict[str, Any]:
+    data: dict[str, Any] = record.model_dump(mode="json")
+    if isinstance(record, Delivery):
+        data["personnummer"] = mask(record.personnummer, reveal)
+        data["fields"] = {k: json.loads(v) for k, v in record.fields.items()}
+    return data
+
+
+def readable(record: Any, reveal: bool) -> str:
+    if isinstance(record, Delivery):
+        fields = ", ".join(f"{k.split('.', 1)[1]}={json.loads(v)}" for k, v in sorted(record.fields.items())
+                           if k != "envelope.occurred_at")  # fmt: skip
+        who = ""
+        if record.personnummer:
+            who = f" person {mask(record.personnummer, reveal)}"
+        elif record.person_ref:
+            who = f" person {record.person_ref}"
+        when = record.occurred_at.strftime("%Y-%m-%d %H:%M")
+        return (f"{when}  {record.receiver}.{record.municipality_code}  {record.event_type:<30} "
+                f"[{record.legal_basis}]{who}  {fields}")  # fmt: skip
+    if isinstance(record, LagesbildAggregate):
+        count = "<3" if record.suppressed else str(record.count)
+        where = f"lägesbild.{record.municipality_code}"
+        return f"{record.period}  {where}  {record.category:<24} {record.area or '-'}: {count}"
+    return str(record)
+
+
+def topics_for(settings: HubSettings, options: TailOptions) -> list[str]:
+    if options.receiver not in RECEIVERS:
+        raise ValueError(f"unknown receiver {options.receiver!r} (known: {', '.join(sorted(RECEIVERS))})")
+    topics = Topics(settings.topic_namespace)
+    codes = [options.municipality] if options.municipality else [*settings.municipality_codes, settings.county_code]
+    return [topics.deliver(options.receiver, c) for c in codes]
+
+
+async def tail(settings: HubSettings, bootstrap: str, options: TailOptions, out: TextIO = sys.stdout) -> int:
+    """Print deliveries until ``max_messages`` or ``timeout_s`` of silence; return how many were printed."""
+    serde = Serde()
+    consumer = AIOKafkaConsumer(
+        *topics_for(settings, options), bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+        auto_offset_reset="earliest" if options.from_beginning else "latest",
+    )  # fmt: skip
+    await consumer.start()
+    printed = 0
+    last = time.monotonic()
+    try:
+        while options.max_messages is None or printed < options.max_messages:
+            if options.timeout_s is not None and time.monotonic() - last > options.timeout_s:
+                break
+            batch = await consumer.getmany(timeout_ms=250)
+            for messages in batch.values():
+                for m in messages:
+                    last = time.monotonic()
+                    try:
+                        record = serde.decode(m.value)
+                    except ContractError as exc:
+                        print(f"(undecodable message at {m.topic}/{m.partition}@{m.offset}: {exc.reason})", file=out)
+                        continue
+                    line = json.dumps(as_dict(record, options.reveal), ensure_ascii=False) if options.as_json \
+                        else readable(record, options.reveal)  # fmt: skip
+                    print(line, file=out, flush=True)
+                    printed += 1
+                    if options.max_messages is not None and printed >= options.max_messages:
+                        return printed
+    finally:
+        await consumer.stop()
+    return printed
