@@ -135,6 +135,9 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             if not chain.has_head(m.partition):
                 await continue_chain(m.partition)
             previous = last_offset.get((m.topic, m.partition))
+            if previous is None:  # first message of this partition here: it should be the committed offset
+                committed = app.consumer._committed_offset.get(m.tp)  # type: ignore[attr-defined]
+                previous = committed - 1 if isinstance(committed, int) and committed >= 0 else None
             if previous is not None and m.offset > previous + 1:
                 await repair_gap(m.topic, m.partition, previous + 1, m.offset)
             last_offset[(m.topic, m.partition)] = m.offset

@@ -181,7 +181,14 @@ def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
 
     from hub.reconcile import reconcile
 
-    r = asyncio.run(reconcile(resolve_bootstrap(settings), settings))
+    bootstrap = resolve_bootstrap(settings)
+    r = asyncio.run(reconcile(bootstrap, settings))
+    if args.repair and r.lost:
+        from hub.reconcile import repair
+
+        sent = asyncio.run(repair(bootstrap, r.lost_at))
+        print(f"re-published {sent} unaccounted source message(s); run `hub reconcile` again shortly",
+              file=sys.stderr)
     if args.json:
         _print_json(r.as_dict())
     else:
@@ -308,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rc = sub.add_parser("reconcile", help="account for every event: delivered, refused, counted or dead-lettered")
     rc.add_argument("--json", action="store_true")
+    rc.add_argument("--repair", action="store_true",
+                    help="publish unaccounted source messages again (same bytes, same event ids)")
     rc.set_defaults(handler=_reconcile)
 
     return parser

@@ -33,6 +33,8 @@ class Reconciliation:
     accounted: int = 0
     lost: int = 0
     lost_examples: list[str] = field(default_factory=list)
+    lost_at: list[tuple[str, int, int]] = field(default_factory=list)
+    """Where each lost source message is (topic, partition, offset)."""
     deliveries: int = 0
     duplicate_deliveries: int = 0
     decisions: dict[str, int] = field(default_factory=dict)
@@ -43,7 +45,9 @@ class Reconciliation:
         return self.lost == 0
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "ok": self.ok}
+        data = asdict(self)
+        data.pop("lost_at")
+        return {**data, "ok": self.ok}
 
 
 async def reconcile(bootstrap: str, settings: HubSettings) -> Reconciliation:
@@ -81,7 +85,8 @@ async def reconcile(bootstrap: str, settings: HubSettings) -> Reconciliation:
             result.accounted += 1
         else:
             result.lost += 1
-            if len(result.lost_examples) < 1000:
+            result.lost_at.append((m.topic, m.partition, m.offset))
+            if len(result.lost_examples) < 10:
                 result.lost_examples.append(f"{m.topic}/{m.partition}@{m.offset} event {event_id}")
 
     codes = [*settings.municipality_codes, settings.county_code]
@@ -97,3 +102,27 @@ async def reconcile(bootstrap: str, settings: HubSettings) -> Reconciliation:
     result.decisions = dict(decisions)
     result.deadletters = dict(dead_reasons)
     return result
+
+
+async def repair(bootstrap: str, lost_at: list[tuple[str, int, int]]) -> int:
+    """Publish every lost source message again, unchanged, to its own topic and partition.
+
+    The bytes are the same, so the event id is the same: the worker, which never saw it, processes it
+    now, and a receiver could never get it twice.
+    """
+    from aiokafka import AIOKafkaProducer
+
+    from hub.kafka.admin import read_range
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    await producer.start()
+    sent = 0
+    try:
+        for topic, partition, offset in lost_at:
+            for _offset, key, value in await read_range(bootstrap, topic, partition, offset, offset + 1):
+                await producer.send(topic, value, key=key, partition=partition)
+                sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
