@@ -223,6 +223,28 @@ def _tail(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0
 
 
+# -- hub simulate / hub connector ------------------------------------------------------------------
+
+
+def _simulate(args: argparse.Namespace, settings: HubSettings) -> int:
+    from connectors.simulator.connector import SimulatorConnector
+
+    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    progress = SimulatorConnector(settings, rate=args.rate, duration_s=args.duration, seed=args.seed).run_sync()
+    _print_json(progress)
+    return 0
+
+
+def _polisen_feed(args: argparse.Namespace, settings: HubSettings) -> int:
+    from connectors.polisen_feed.connector import PolisenFeedConnector
+
+    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    connector = PolisenFeedConnector(settings, base_url=args.base_url, polls=args.polls,
+                                     min_interval_s=max(10.0, args.interval))  # fmt: skip
+    _print_json(connector.run_sync())
+    return 0
+
+
 # -- hub demo -----------------------------------------------------------------------------------------
 
 
@@ -306,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds without a message")
     tl.add_argument("--reveal", action="store_true", help="show the personnummer unmasked (authorised use only)")
     tl.set_defaults(handler=_tail)
+
+    sm = sub.add_parser("simulate", help="publish realistic simulated traffic for all agencies")
+    sm.add_argument("--rate", type=float, default=50.0, metavar="N", help="events per second")
+    sm.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
+    sm.add_argument("--seed", type=int, default=2026, help="deterministic under the same seed")
+    sm.set_defaults(handler=_simulate)
+
+    cn = sub.add_parser("connector", help="run an agency connector")
+    csub = cn.add_subparsers(dest="connector", required=True, metavar="NAME")
+    pf = csub.add_parser("polisen-feed", help="poll the police's public events API and publish new notices")
+    pf.add_argument("--base-url", default="https://polisen.se", help="API base URL (default https://polisen.se)")
+    pf.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between polls (min 10)")
+    pf.add_argument("--polls", type=int, metavar="N", help="stop after N polls (default: run until Ctrl-C)")
+    pf.set_defaults(handler=_polisen_feed)
 
     dm = sub.add_parser("demo", help="run everything locally with real and simulated events (Ctrl-C stops)")
     dm.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")

@@ -12,22 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests import factories as f
-from tests.hub.support import REPO, HubUnderTest
-from tests.hub.test_worker_e2e import wait_ready
+from tests.hub.support import REPO, HubUnderTest, running_hub
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
 def hub(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubUnderTest]:
-    h = HubUnderTest(kafka_bootstrap, f"tail{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("tail"))
-    h.create_topics()
-    proc = h.start_worker()
-    try:
-        wait_ready(h, proc)
+    with running_hub(kafka_bootstrap, tmp_path_factory.mktemp("tail"), "tail") as h:
         yield h
-    finally:
-        h.stop_all()
 
 
 def tail(hub: HubUnderTest, *args: str) -> subprocess.CompletedProcess[str]:
@@ -80,3 +73,17 @@ def test_demo_runs_unattended_and_delivers(kafka_bootstrap: str, tmp_path: Path)
     assert summary["deadletters"] == 0
     if (REPO.parent / "shared" / "data" / "polisen-events-sample.json").exists():
         assert summary["police_replayed"] > 200  # a fresh state dir: every real notice is new
+
+
+def test_simulate_publishes_at_the_rate_asked_for(kafka_bootstrap: str, tmp_path: Path) -> None:
+    hub = HubUnderTest(kafka_bootstrap, f"sim{uuid.uuid4().hex[:6]}.", tmp_path)
+    hub.create_topics()
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "simulate", "--rate", "200", "--duration", "3"],
+                          cwd=REPO, env=hub.env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    progress = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 500 <= progress["produced"] <= 600
+    topics = [hub.topics.agency(a) for a in ("polisen", "kriminalvarden", "kommun")]
+    got = hub.read(topics, until=lambda g: sum(len(v) for v in g.values()) >= progress["produced"], quiet_s=0.5)
+    assert sum(len(v) for v in got.values()) == progress["produced"]
+    assert all(got[t] for t in topics)  # every agency publishes

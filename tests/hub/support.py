@@ -8,7 +8,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+import urllib.request
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from hub.contract.base import ContractRecord
 from hub.contract.envelope import Event
 from hub.contract.serde import Serde
+from hub.deadline import Deadline
 from hub.kafka.admin import ensure_topics, hub_topics
 from hub.kafka.local import free_port
 from hub.pseudonym import Pseudonymiser
@@ -135,3 +139,30 @@ class HubUnderTest:
         finally:
             await consumer.stop()
         return got
+
+
+def wait_ready(hub: HubUnderTest, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    """Until the worker's /ready answers 200 (fails at once, with its log, if the worker exits)."""
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"worker exited:\n{hub.log()}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    Deadline(timeout_s, "the worker to be ready").wait_for(ready, interval=0.5)
+
+
+@contextmanager
+def running_hub(bootstrap: str, state_dir: Path, prefix: str) -> Iterator[HubUnderTest]:
+    """A hub with its own topics and one ready worker, stopped afterwards."""
+    hub = HubUnderTest(bootstrap, f"{prefix}{uuid.uuid4().hex[:6]}.", state_dir)
+    hub.create_topics()
+    proc = hub.start_worker()
+    try:
+        wait_ready(hub, proc)
+        yield hub
+    finally:
+        hub.stop_all()

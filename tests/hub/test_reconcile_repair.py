@@ -12,8 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests import factories as f
-from tests.hub.support import REPO, HubUnderTest
-from tests.hub.test_worker_e2e import wait_ready
+from tests.hub.support import REPO, HubUnderTest, wait_ready
 
 pytestmark = pytest.mark.kafka
 

@@ -19,8 +19,7 @@ from hub.contract.outputs import AuditRecord
 from hub.deadline import Deadline
 from hub.reconcile import reconcile
 from tests import factories as f
-from tests.hub.support import REPO, HubUnderTest
-from tests.hub.test_worker_e2e import wait_ready
+from tests.hub.support import REPO, HubUnderTest, wait_ready
 
 pytestmark = pytest.mark.kafka
 

@@ -5,44 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
-from hub.deadline import Deadline
 from tests import factories as f
-from tests.hub.support import REPO, SERDE, HubUnderTest
+from tests.hub.support import REPO, SERDE, HubUnderTest, running_hub
 
 pytestmark = pytest.mark.kafka
 
 
-def wait_ready(hub: HubUnderTest, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    def ready() -> bool:
-        assert proc.poll() is None, f"worker exited:\n{hub.log()}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/ready", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    Deadline(timeout_s, "the worker to be ready").wait_for(ready, interval=0.5)
-
-
 @pytest.fixture(scope="module")
 def hub(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubUnderTest]:
-    import uuid
-
-    h = HubUnderTest(kafka_bootstrap, f"e2e{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("hub"))
-    h.create_topics()
-    proc = h.start_worker()
-    try:
-        wait_ready(h, proc)
+    with running_hub(kafka_bootstrap, tmp_path_factory.mktemp("hub"), "e2e") as h:
         yield h
-    finally:
-        h.stop_all()
 
 
 def delivered(hub: HubUnderTest, topics: list[str], event_ids: set[str], expect: int) -> dict[str, list[Delivery]]:
