@@ -13,6 +13,7 @@ since the last commit are processed again, so a receiver may see a delivery twic
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,7 @@ from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
+from hub.flows.lagesbild import apply_increment, county_increment
 from hub.flows.routing import Router
 from hub.kafka.admin import last_record, read_range
 from hub.pipeline import Message, Output, Pipeline
@@ -142,6 +144,24 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
                 await repair_gap(m.topic, m.partition, previous + 1, m.offset)
             last_offset[(m.topic, m.partition)] = m.offset
             await process(Message(m.topic, m.partition, m.offset, m.key, m.value))
+            yield None
+
+    # -- the lägesbild stage: increments keyed by receiver|municipality → aggregates ----------------------
+    lagesbild_topic = app.topic(topics.lagesbild, **raw)  # type: ignore[arg-type]
+    counts = app.Table("hub-lagesbild-counts", default=int, partitions=n)
+
+    @app.agent(lagesbild_topic, name="hub.lagesbild")
+    async def aggregate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        async for raw_increment in stream:
+            increment = json.loads(raw_increment)
+            for pub in apply_increment(counts, increment):
+                target = topics.deliver(pub.receiver, pub.municipality_code)
+                key = f"{pub.record.category}|{pub.record.period}".encode()
+                await out(target).send(key=key, value=serde.encode(pub.record))
+            county = county_increment(increment, settings.county_code)
+            if county is not None:
+                county_key = f"{county['receiver']}|{settings.county_code}".encode()
+                await lagesbild_topic.send(key=county_key, value=json.dumps(county).encode())
             yield None
 
     # -- web: health, readiness, metrics ---------------------------------------------------------------

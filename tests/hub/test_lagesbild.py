@@ -1,0 +1,87 @@
+"""The lägesbild stage: counts per receiver × municipality × area × category × period, small counts hidden."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from connectors.polisen_feed.connector import HALLAND, to_event
+from connectors.polisen_feed.mapping import parse_event
+from hub.contract.outputs import LagesbildAggregate
+from hub.flows.lagesbild import apply_increment, county_increment
+from tests import factories as f
+from tests.hub.support import HubUnderTest, running_hub
+
+
+def increment(area: str = "Centrum", week: str = "2026-W33", day: str = "2026-08-14") -> dict[str, object]:
+    return {"receiver": "lagesbild", "municipality_code": "1381", "area": area, "category": "residential_burglary",
+            "week": week, "day": day, "event_id": "x", "event_type": "polisen.incident_notice",
+            "participants": None}  # fmt: skip
+
+
+def test_counts_one_and_two_never_leave_unsuppressed() -> None:
+    counts: dict[str, int] = {}
+    shown = []
+    for _ in range(4):
+        shown.append([(p.record.period_kind.value, p.record.count, p.record.suppressed)
+                      for p in apply_increment(counts, increment())])  # fmt: skip
+    assert shown == [
+        [("week", None, True), ("day", None, True)],  # 1: published as "<3"
+        [],  # 2: nothing, not even a suppressed update (that would reveal the change)
+        [("week", 3, False), ("day", 3, False)],
+        [("week", 4, False), ("day", 4, False)],
+    ]
+
+
+def test_county_copy_is_made_once() -> None:
+    county = county_increment(increment(), "13")
+    assert county is not None
+    assert county["municipality_code"] == "13"
+    assert county["area"] is None
+    assert county_increment(county, "13") is None
+
+
+@pytest.fixture(scope="module")
+def hub(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubUnderTest]:
+    with running_hub(kafka_bootstrap, tmp_path_factory.mktemp("lagesbild"), "lb") as h:
+        yield h
+
+
+def latest(records: list[object]) -> dict[tuple[str | None, str, str], LagesbildAggregate]:
+    out: dict[tuple[str | None, str, str], LagesbildAggregate] = {}
+    for r in records:
+        if isinstance(r, LagesbildAggregate) and r.period_kind.value == "week":
+            out[(r.area, r.category, r.period)] = r
+    return out
+
+
+@pytest.mark.kafka
+def test_the_300_real_police_events_give_the_counts_the_file_gives(hub: HubUnderTest, shared_data: Path) -> None:
+    raw = json.loads((shared_data / "polisen-events-sample.json").read_text(encoding="utf-8"))
+    notices = [parse_event(item, municipalities=HALLAND) for item in raw]
+    hub.publish([to_event(n) for n in notices])
+
+    expected: Counter[tuple[str, str, str]] = Counter()
+    for n in notices:
+        iso = n.occurred_at.astimezone(f.NOW.tzinfo).isocalendar()
+        expected[(n.municipality_code, n.category, f"{iso.year}-W{iso.week:02d}")] += 1
+    codes = sorted({code for code, _, _ in expected})
+    topics = [hub.topics.deliver("lagesbild", c) for c in codes]
+
+    def complete(got: dict[str, list[object]]) -> bool:
+        seen = {(t, k) for t in topics for k in latest(got[t])}
+        return len(seen) >= len(expected)
+
+    got = hub.read(topics, until=complete, quiet_s=3)
+    for (code, category, week), count in expected.items():
+        agg = latest(got[hub.topics.deliver("lagesbild", code)]).get((None, category, week))
+        assert agg is not None, (code, category, week)
+        if count >= 3:
+            assert agg.count == count, (code, category, week)
+        else:
+            assert agg.suppressed, (code, category, week)
+            assert agg.count is None
