@@ -245,6 +245,25 @@ def _polisen_feed(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0
 
 
+# -- hub lagesbild -----------------------------------------------------------------------------------
+
+
+def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
+    import asyncio
+
+    from hub import report
+
+    rows = asyncio.run(report.load(settings, resolve_bootstrap(settings), args.municipality, args.period_kind))
+    rows = report.select(rows, args.since, args.until, args.category)
+    if args.json:
+        print(report.as_json(rows))
+    elif args.csv:
+        print(report.as_csv(rows), end="")
+    else:
+        print(report.as_table(rows, args.municipality))
+    return 0
+
+
 # -- hub demo -----------------------------------------------------------------------------------------
 
 
@@ -342,6 +361,17 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between polls (min 10)")
     pf.add_argument("--polls", type=int, metavar="N", help="stop after N polls (default: run until Ctrl-C)")
     pf.set_defaults(handler=_polisen_feed)
+
+    lb = sub.add_parser("lagesbild", help="the situational picture of a municipality or the county (13)")
+    lb.add_argument("municipality", help="SCB code, e.g. 1381, or 13 for the county")
+    lb.add_argument("--since", metavar="PERIOD", help="first period, e.g. 2026-W10")
+    lb.add_argument("--until", metavar="PERIOD", help="last period")
+    lb.add_argument("--category", action="append", help="only these categories (repeatable)")
+    lb.add_argument("--period-kind", choices=["week", "day"], default="week")
+    fmt = lb.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+    lb.set_defaults(handler=_lagesbild)
 
     dm = sub.add_parser("demo", help="run everything locally with real and simulated events (Ctrl-C stops)")
     dm.add_argument("--duration", type=float, metavar="S", help="stop by itself after S seconds")

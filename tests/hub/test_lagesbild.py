@@ -27,13 +27,14 @@ def test_counts_one_and_two_never_leave_unsuppressed() -> None:
     counts: dict[str, int] = {}
     shown = []
     for _ in range(4):
-        shown.append([(p.record.period_kind.value, p.record.count, p.record.suppressed)
+        shown.append([(p.record.area, p.record.period_kind.value, p.record.count, p.record.suppressed)
                       for p in apply_increment(counts, increment())])  # fmt: skip
+    both = [("Centrum", "week"), ("Centrum", "day"), (None, "week"), (None, "day")]  # the area and the total
     assert shown == [
-        [("week", None, True), ("day", None, True)],  # 1: published as "<3"
+        [(a, k, None, True) for a, k in both],  # 1: published as "<3"
         [],  # 2: nothing, not even a suppressed update (that would reveal the change)
-        [("week", 3, False), ("day", 3, False)],
-        [("week", 4, False), ("day", 4, False)],
+        [(a, k, 3, False) for a, k in both],
+        [(a, k, 4, False) for a, k in both],
     ]
 
 
@@ -85,3 +86,32 @@ def test_the_300_real_police_events_give_the_counts_the_file_gives(hub: HubUnder
         else:
             assert agg.suppressed, (code, category, week)
             assert agg.count is None
+
+
+@pytest.mark.kafka
+def test_hub_lagesbild_report_for_people_and_programs(hub: HubUnderTest) -> None:
+    import subprocess
+    import sys
+
+    from tests.hub.support import REPO
+
+    burglaries = [f.incident_notice("residential_burglary", "1315", area="Hyltebruk") for _ in range(4)]
+    hub.publish([*burglaries, f.incident_notice("assault", "1315", area="Hyltebruk")])
+    topic = hub.topics.deliver("lagesbild", "1315")
+    hub.read([topic], until=lambda g: any(isinstance(r, LagesbildAggregate) and r.count == 4 for r in g[topic]))
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "hub.cli", "lagesbild", "1315", *args], cwd=REPO,
+                              env=hub.env, capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+        return done.stdout
+
+    rows = json.loads(run("--json"))
+    total = {(r["category"], r["area"]): r for r in rows}
+    assert total[("residential_burglary", None)]["count"] == 4
+    assert total[("assault", None)]["suppressed"] is True
+    assert total[("assault", None)]["count"] is None
+    table = run()
+    assert "residential_burglary" in table
+    assert "<3" in table
+    assert "Hyltebruk" in table
+    assert "residential_burglary,2026-W33,4" in run("--csv").replace(",,", ",")
