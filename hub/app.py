@@ -26,7 +26,7 @@ from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import apply_increment, county_increment
+from hub.flows.lagesbild import WaveRule, apply_increment, check_wave, county_increment
 from hub.flows.routing import Router
 from hub.kafka.admin import last_record, read_range
 from hub.pipeline import Message, Output, Pipeline
@@ -149,6 +149,10 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     # -- the lägesbild stage: increments keyed by receiver|municipality → aggregates ----------------------
     lagesbild_topic = app.topic(topics.lagesbild, **raw)  # type: ignore[arg-type]
     counts = app.Table("hub-lagesbild-counts", default=int, partitions=n)
+    alerts = app.Table("hub-lagesbild-alerts", default=bool, partitions=n)
+    lb = settings.lagesbild
+    wave_rule = WaveRule(min_count=lb.alert_min_count, factor=lb.alert_factor,
+                         trailing_weeks=lb.alert_trailing_weeks)  # fmt: skip
 
     @app.agent(lagesbild_topic, name="hub.lagesbild")
     async def aggregate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -158,6 +162,10 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
                 target = topics.deliver(pub.receiver, pub.municipality_code)
                 key = f"{pub.record.category}|{pub.record.period}".encode()
                 await out(target).send(key=key, value=serde.encode(pub.record))
+            alert = check_wave(counts, alerts, increment, wave_rule)
+            if alert is not None:
+                target = topics.deliver("grannsamverkan", alert.municipality_code)
+                await out(target).send(key=alert.area.encode(), value=serde.encode(alert))
             county = county_increment(increment, settings.county_code)
             if county is not None:
                 county_key = f"{county['receiver']}|{settings.county_code}".encode()

@@ -82,6 +82,16 @@ class WorkerSettings(BaseModel):
     """How soon the group notices a crashed worker and gives its partitions to the others."""
 
 
+class LagesbildSettings(BaseModel):
+    """The lägesbild stage and its burglary-wave alerts for neighbourhood watch."""
+
+    alert_min_count: int = 3
+    """A wave: at least this many residential burglaries in an area in the last 7 days ..."""
+    alert_factor: float = 2.0
+    """... and at least this many times the area's trailing weekly mean."""
+    alert_trailing_weeks: int = 8
+
+
 class HubSettings(BaseSettings):
     """All settings of the hub, its connectors and its tools."""
 
@@ -124,6 +134,7 @@ class HubSettings(BaseSettings):
     dedup_window_hours: float = 168.0
     """How long an event id is remembered to drop redelivered or re-sent events (default 7 days)."""
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    lagesbild: LagesbildSettings = Field(default_factory=LagesbildSettings)
     log_level: str = "INFO"
 
     @property

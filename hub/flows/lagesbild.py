@@ -12,12 +12,13 @@ increment, so ``deliver.<receiver>.13`` carries the county totals for Länsstyre
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from hub.contract.outputs import LagesbildAggregate, PeriodKind
+from hub.contract.outputs import AreaAlert, LagesbildAggregate, PeriodKind
 
 SUPPRESS_BELOW = 3
 
@@ -65,3 +66,56 @@ def county_increment(inc: dict[str, Any], county_code: str) -> dict[str, Any] | 
     if inc["municipality_code"] == county_code or inc.get("county_copy"):
         return None
     return {**inc, "municipality_code": county_code, "area": None, "county_copy": True}
+
+
+@dataclass(frozen=True)
+class WaveRule:
+    """When residential burglaries in an area make a wave (defaults from the product brief)."""
+
+    category: str = "residential_burglary"
+    min_count: int = 3
+    """At least this many in the last 7 days ..."""
+    factor: float = 2.0
+    """... and at least this many times the trailing weekly mean."""
+    trailing_weeks: int = 8
+
+    def describe(self) -> str:
+        return f">= {self.min_count} in 7 days and >= {self.factor:g} x the trailing {self.trailing_weeks}-week mean"
+
+
+def check_wave(
+    counts: MutableMapping[str, int], alerts: MutableMapping[str, bool], inc: dict[str, Any], rule: WaveRule,
+) -> AreaAlert | None:
+    """After ``inc`` was counted: the area alert to send if a burglary wave starts in its area, else None.
+
+    One alert per wave: the area's alert state stays on while the condition holds and is cleared by the
+    first counted burglary for which it no longer does.
+    """
+    area = inc.get("area")
+    if inc["category"] != rule.category or not area or inc.get("county_copy") or inc["receiver"] != "lagesbild":
+        return None
+    base = f"{inc['receiver']}|{inc['municipality_code']}|{area}|{rule.category}"
+    end = date.fromisoformat(inc["day"])
+
+    def days(first: date, n: int) -> int:
+        return sum(counts.get(f"{base}|{(first + timedelta(d)).isoformat()}", 0) for d in range(n))
+
+    start = end - timedelta(days=6)
+    count_7d = days(start, 7)
+    mean = days(start - timedelta(weeks=rule.trailing_weeks), 7 * rule.trailing_weeks) / rule.trailing_weeks
+    wave = count_7d >= rule.min_count and count_7d >= rule.factor * mean
+    state_key = f"{inc['municipality_code']}|{area}|{rule.category}"
+    if not wave:
+        if alerts.get(state_key):
+            alerts[state_key] = False
+        return None
+    if alerts.get(state_key):
+        return None  # the wave already alerted
+    alerts[state_key] = True
+    return AreaAlert(
+        alert_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"wave:{state_key}:{start.isoformat()}")),
+        municipality_code=inc["municipality_code"], area=area, category=rule.category,
+        count_7d=count_7d, trailing_weekly_mean=round(mean, 3),
+        period_start=datetime.combine(start, time.min, UTC), period_end=datetime.combine(end, time.max, UTC),
+        threshold=rule.describe(),
+    )  # fmt: skip

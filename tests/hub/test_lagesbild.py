@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from connectors.polisen_feed.connector import HALLAND, to_event
 from connectors.polisen_feed.mapping import parse_event
-from hub.contract.outputs import LagesbildAggregate
-from hub.flows.lagesbild import apply_increment, county_increment
+from hub.contract.outputs import AreaAlert, LagesbildAggregate
+from hub.flows.lagesbild import WaveRule, apply_increment, check_wave, county_increment
 from tests import factories as f
 from tests.hub.support import HubUnderTest, running_hub
 
@@ -115,3 +116,63 @@ def test_hub_lagesbild_report_for_people_and_programs(hub: HubUnderTest) -> None
     assert "<3" in table
     assert "Hyltebruk" in table
     assert "residential_burglary,2026-W33,4" in run("--csv").replace(",,", ",")
+
+
+def burglaries(days: list[str], area: str = "Mellbystrand") -> list[dict[str, object]]:
+    out = []
+    for day in days:
+        d = date.fromisoformat(day)
+        iso = d.isocalendar()
+        out.append({**increment(area=area, day=day, week=f"{iso.year}-W{iso.week:02d}")})
+    return out
+
+
+def run_series(days: list[str]) -> list[AreaAlert]:
+    counts: dict[str, int] = {}
+    state: dict[str, bool] = {}
+    alerts = []
+    for inc in burglaries(days):
+        apply_increment(counts, inc)
+        alert = check_wave(counts, state, inc, WaveRule())
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
+
+
+def weekly(start: str, weeks: int, per_week: int = 1) -> list[str]:
+    first = date.fromisoformat(start)
+    return [(first + timedelta(weeks=w, days=k)).isoformat() for w in range(weeks) for k in range(per_week)]
+
+
+def test_a_burglary_wave_alerts_once_and_a_flat_series_never() -> None:
+    background = weekly("2026-05-04", 9)  # one a week for nine weeks: flat
+    assert run_series(background) == []
+    assert run_series(weekly("2026-05-04", 10, per_week=2)) == []  # two a week, steadily: still flat
+
+    wave = [*background, "2026-07-06", "2026-07-07", "2026-07-07", "2026-07-08", "2026-07-09"]
+    alerts = run_series(wave)
+    assert len(alerts) == 1  # once per wave, not once per burglary
+    (alert,) = alerts
+    assert alert.area == "Mellbystrand"
+    assert alert.count_7d >= 3
+    assert alert.count_7d >= 2 * alert.trailing_weekly_mean
+
+    calm_then_second_wave = [*wave, "2026-08-03", "2026-08-24", "2026-08-25", "2026-08-25", "2026-08-26"]
+    assert len(run_series(calm_then_second_wave)) == 2  # a new wave after the first ended
+
+
+@pytest.mark.kafka
+def test_the_worker_sends_one_alert_to_neighbourhood_watch(hub: HubUnderTest) -> None:
+    start = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    flat = [f.incident_notice("residential_burglary", "1382", area="Skrea", occurred_at=start + timedelta(weeks=w))
+            for w in range(9)]  # fmt: skip
+    wave = [f.incident_notice("residential_burglary", "1382", area="Skrea",
+                              occurred_at=start + timedelta(weeks=9, hours=5 * k)) for k in range(5)]  # fmt: skip
+    hub.publish(flat)
+    hub.publish(wave)
+    topic = hub.topics.deliver("grannsamverkan", "1382")
+    got = hub.read([topic], until=lambda g: any(isinstance(r, AreaAlert) for r in g[topic]), quiet_s=4)
+    alerts = [r for r in got[topic] if isinstance(r, AreaAlert)]
+    assert len(alerts) == 1
+    assert alerts[0].area == "Skrea"
+    assert alerts[0].count_7d == 3  # sent as soon as the wave crosses the threshold, not again after
