@@ -264,6 +264,22 @@ def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0
 
 
+def _filedrop(args: argparse.Namespace, settings: HubSettings) -> int:
+    from pathlib import Path
+
+    from connectors.filedrop.connector import FileDropConnector
+
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        print(f"error: drop folder {directory} does not exist", file=sys.stderr)
+        return 2
+    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    connector = FileDropConnector(settings, agency=args.agency, directory=directory, once=args.once,
+                                  poll_interval_s=max(0.2, args.interval))  # fmt: skip
+    _print_json(connector.run_sync())
+    return 0
+
+
 # -- hub demo -----------------------------------------------------------------------------------------
 
 
@@ -361,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between polls (min 10)")
     pf.add_argument("--polls", type=int, metavar="N", help="stop after N polls (default: run until Ctrl-C)")
     pf.set_defaults(handler=_polisen_feed)
+    fd = csub.add_parser("filedrop", help="publish the rows of CSV/JSON files dropped into a folder (docs/filedrop.md)")
+    fd.add_argument("--agency", required=True, choices=["kommun", "kriminalvarden"], help="whose folder it is")
+    fd.add_argument("directory", metavar="DIR",
+                    help="the drop folder; processed files go to DIR/done/, refused ones to DIR/rejected/")
+    fd.add_argument("--once", action="store_true", help="process the files there now, then exit")
+    fd.add_argument("--interval", type=float, default=2.0, metavar="S",
+                    help="seconds between polls of the folder (default 2)")
+    fd.set_defaults(handler=_filedrop)
 
     lb = sub.add_parser("lagesbild", help="the situational picture of a municipality or the county (13)")
     lb.add_argument("municipality", help="SCB code, e.g. 1381, or 13 for the county")

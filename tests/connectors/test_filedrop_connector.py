@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import shutil
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +65,8 @@ def test_examples_are_published_and_moved_to_done(kafka_bootstrap: str, tmp_path
         assert want
         assert run(hub, agency, folder)["produced"] == len(want)
         events = read(hub, agency, len(want))
-        assert len(events) == len(want) and set(ids(events)) == want
+        assert len(events) == len(want)
+        assert set(ids(events)) == want
         assert all(e.envelope.source_unit == f"filedrop {agency}" for e in events)
         assert sorted(p.name for p in folder.iterdir()) == ["done"]
         assert sorted(p.name for p in (folder / "done").iterdir()) == [example.name]  # no rejects file
@@ -85,11 +85,13 @@ def test_bad_row_goes_to_rejects_and_good_rows_are_published(kafka_bootstrap: st
     assert run(hub, "kommun", folder)["produced"] == 2
     assert len(read(hub, "kommun", 2)) == 2
     done = folder / "done"
-    assert (done / "mixed.csv").exists() and not (folder / "mixed.csv").exists()
+    assert (done / "mixed.csv").exists()
+    assert not (folder / "mixed.csv").exists()
     with (done / "mixed.csv.rejects.csv").open(encoding="utf-8") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["row", "reason"]
-    assert [r[0] for r in rows[1:]] == ["3"] and "occurred_at" in rows[1][1]
+    assert [r[0] for r in rows[1:]] == ["3"]
+    assert "occurred_at" in rows[1][1]
 
 
 def test_same_file_again_publishes_nothing(kafka_bootstrap: str, tmp_path: Path,
@@ -104,8 +106,9 @@ def test_same_file_again_publishes_nothing(kafka_bootstrap: str, tmp_path: Path,
         task = asyncio.create_task(connector.execute(handle_signals=False))
         await asyncio.sleep(0.2)
         shutil.copy(KOMMUN_CSV, folder / KOMMUN_CSV.name)
-        deadline = time.monotonic() + 20
-        while (folder / KOMMUN_CSV.name).exists() and time.monotonic() < deadline:
+        for _ in range(400):  # the polling connector moves it to done/ within a few polls
+            if not (folder / KOMMUN_CSV.name).exists():
+                break
             await asyncio.sleep(0.05)
         connector.request_stop()
         return await task
@@ -113,7 +116,7 @@ def test_same_file_again_publishes_nothing(kafka_bootstrap: str, tmp_path: Path,
     assert asyncio.run(redeliver_while_polling())["produced"] == 0
     assert len(read(hub, "kommun", n)) == n
     done = sorted(p.name for p in (folder / "done").iterdir())
-    assert done == [KOMMUN_CSV.name, KOMMUN_CSV.name.replace(".csv", ".1.csv")]
+    assert done == sorted([KOMMUN_CSV.name, KOMMUN_CSV.name.replace(".csv", ".1.csv")])
 
 
 class StopAfter(FileDropConnector):
@@ -141,12 +144,14 @@ def test_restart_mid_file_resumes_without_duplicates(kafka_bootstrap: str, tmp_p
     assert first["produced"] == StopAfter.k
     assert (folder / KOMMUN_CSV.name).exists(), "a half-published file must stay in the drop folder"
     (entry,) = first["checkpoint"]["files"].values()
-    assert entry["done"] is False and entry["name"] == KOMMUN_CSV.name
+    assert entry["done"] is False
+    assert entry["name"] == KOMMUN_CSV.name
 
     second = run(hub, "kommun", folder)
     assert second["produced"] == len(want) - StopAfter.k
     events = read(hub, "kommun", len(want))
-    assert len(events) == len(want) and set(ids(events)) == want
+    assert len(events) == len(want)
+    assert set(ids(events)) == want
     assert (folder / "done" / KOMMUN_CSV.name).exists()
 
 
@@ -170,4 +175,5 @@ def test_refused_names_and_symlinks_are_not_processed(kafka_bootstrap: str, tmp_
         [*(f"{n}{s}" for n in ("..evil.csv", ".hidden.csv", "link.csv") for s in ("", ".rejects.csv"))]
     )
     assert "'..'" in (rejected / "..evil.csv.rejects.csv").read_text(encoding="utf-8")
-    assert (rejected / "link.csv").is_symlink() and outside.read_bytes() == KOMMUN_CSV.read_bytes()
+    assert (rejected / "link.csv").is_symlink()
+    assert outside.read_bytes() == KOMMUN_CSV.read_bytes()

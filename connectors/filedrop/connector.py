@@ -1,0 +1,181 @@
+"""``hub connector filedrop``: publish the rows of CSV/JSON files dropped into a folder.
+
+The connector polls ``directory`` (no watcher library) for ``*.csv`` / ``*.json`` files, maps each with
+:func:`connectors.filedrop.mapping.parse_bytes` (the content of :func:`~connectors.filedrop.mapping.parse_file`,
+read once without following symlinks) and yields its events in row order. A file is moved to
+``directory/done/`` once every one of its events is acknowledged by the broker, with
+``<name>.rejects.csv`` beside it when rows were rejected. Refused names (``validate_file_name``: ``..``,
+leading ``.``, control characters), symlinks and files over the size limit are moved to
+``directory/rejected/`` with a ``.rejects.csv`` saying why; they are never read.
+
+In continuous mode a file is only taken once its size and modification time are unchanged between two
+polls (so a file still being copied is not read half-way); writers should still prefer to write under
+another name and rename into the folder. ``once=True`` takes every file at once and returns.
+
+The checkpoint holds a ledger keyed by the SHA-256 of a file's bytes::
+
+    {"files": {"<sha256>": {"name": "x.csv", "next_row": 7, "done": false}}}
+
+``next_row`` is set before each event is yielded (every row below it is covered by that event's
+checkpoint), ``done`` together with the last event. A restart mid-file resumes at ``next_row``;
+a file whose content is already ``done`` is moved to ``done/`` without producing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from connectors.base import Connector
+from connectors.filedrop.formats import (
+    AGENCIES,
+    MAX_FILE_BYTES,
+    SUFFIXES,
+    FileNameError,
+    validate_file_name,
+)
+from connectors.filedrop.mapping import FileResult, Reject, parse_bytes, write_rejects_csv
+from hub.contract.envelope import Event
+from hub.settings import HubSettings
+
+log = logging.getLogger(__name__)
+
+DONE = "done"
+REJECTED = "rejected"
+
+
+def free_target(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/<stem>.<k><suffix>`` for the first ``k`` not taken yet."""
+    target = folder / name
+    stem, dot, suffix = name.rpartition(".")
+    k = 1
+    while target.exists() or target.is_symlink():
+        target = folder / (f"{stem}.{k}.{suffix}" if dot else f"{name}.{k}")
+        k += 1
+    return target
+
+
+class FileDropConnector(Connector):
+    """Publishes the rows of files dropped into ``directory`` for ``agency``."""
+
+    def __init__(self, settings: HubSettings, *, agency: str, directory: Path, poll_interval_s: float = 2.0,
+                 once: bool = False, **kwargs: Any) -> None:  # fmt: skip
+        if agency not in AGENCIES:
+            raise ValueError(f"agency must be one of {', '.join(AGENCIES)}")
+        super().__init__(settings, name=f"filedrop-{agency}", **kwargs)
+        self.agency = agency
+        self.directory = Path(directory)
+        self.poll_interval_s = poll_interval_s
+        self.once = once
+        self.source_unit = f"filedrop {agency}"
+        self._last_seen: dict[str, tuple[int, int]] = {}
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    async def run(self) -> AsyncIterator[Event]:
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"drop folder {self.directory} does not exist")
+        while not self.stopping:
+            for path in self._scan():
+                async for event in self._process(path):
+                    yield event
+                if self.stopping:
+                    return
+            if self.once or await self.wait_stopping(self.poll_interval_s):
+                return
+
+    async def _process(self, path: Path) -> AsyncIterator[Event]:
+        ledger: dict[str, Any] = self.checkpoint.setdefault("files", {})
+        result = self._read(path)
+        if result is None:
+            return
+        entry = ledger.get(result.sha256)
+        if entry is not None and entry.get("done"):
+            log.info("filedrop %s: %s was already delivered; moved to %s/ unchanged", self.agency, path.name, DONE)
+            self._move(path, DONE, [])
+            return
+        start = int(entry["next_row"]) if entry is not None else 0
+        pending = [(row, event) for row, event in result.events if row >= start]
+        for i, (row, event) in enumerate(pending):
+            if self.stopping:
+                return
+            ledger[result.sha256] = {"name": path.name, "next_row": row + 1, "done": i == len(pending) - 1}
+            yield event
+        if pending:
+            await self._acknowledged()
+            durable = self.durable_checkpoint.get("files", {}).get(result.sha256, {})
+            if not durable.get("done"):  # pragma: no cover - only when acks were abandoned (stopping)
+                return
+        else:
+            ledger[result.sha256] = {"name": path.name, "next_row": start, "done": True}
+        self._move(path, DONE, result.rejects)
+        log.info("filedrop %s: %s: %d events, %d rejects", self.agency, path.name, len(result.events),
+                 len(result.rejects))  # fmt: skip
+
+    async def _acknowledged(self) -> None:
+        """Wait until every event produced so far has been acknowledged (or abandoned)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    # -- the folder --------------------------------------------------------------------------------------
+
+    def _scan(self) -> list[Path]:
+        """Files ready to process, by name; refused names and symlinks are moved to ``rejected/``."""
+        ready: list[str] = []
+        seen: dict[str, tuple[int, int]] = {}
+        with os.scandir(self.directory) as entries:
+            for entry in entries:
+                name = entry.name
+                if not name.lower().endswith(SUFFIXES):
+                    continue
+                if entry.is_symlink():
+                    self._move(self.directory / name, REJECTED, [Reject(0, "not a regular file (symlink)")])
+                    continue
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    validate_file_name(name)
+                except FileNameError as exc:
+                    self._move(self.directory / name, REJECTED, [Reject(0, str(exc))])
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                seen[name] = (st.st_size, st.st_mtime_ns)
+                if self.once or self._last_seen.get(name) == seen[name]:
+                    ready.append(name)
+        self._last_seen = seen
+        return [self.directory / name for name in sorted(ready)]
+
+    def _read(self, path: Path) -> FileResult | None:
+        """Read and map ``path`` (never through a symlink); None when it vanished or is too large."""
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(fd, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            log.warning("filedrop %s: cannot read %s (%s); trying again later", self.agency, path.name,
+                        type(exc).__name__)  # fmt: skip
+            return None
+        if len(data) > MAX_FILE_BYTES:
+            self._move(path, REJECTED, [Reject(0, f"file is larger than {MAX_FILE_BYTES} bytes")])
+            return None
+        sha256 = hashlib.sha256(data).hexdigest()
+        return parse_bytes(data, path.name, self.agency, source_unit=self.source_unit, sha256=sha256)
+
+    def _move(self, path: Path, folder_name: str, rejects: list[Reject]) -> None:
+        """Move ``path`` into ``directory/<folder_name>/`` (a free name), with its rejects if any."""
+        folder = self.directory / folder_name
+        folder.mkdir(exist_ok=True)
+        target = free_target(folder, path.name)
+        try:
+            os.replace(path, target)
+        except FileNotFoundError:
+            return
+        if rejects:
+            write_rejects_csv(target, rejects, out_dir=folder)
+        if folder_name == REJECTED:
+            log.warning("filedrop %s: refused %r: %s", self.agency, path.name, "; ".join(r.reason for r in rejects))
