@@ -180,3 +180,23 @@ def test_audit_verify_passes_then_catches_a_forged_record(hub: HubUnderTest, tmp
     broken = _hub_cli(hub, "audit", "verify")
     assert broken.returncode == 1
     assert f"BROKEN at partition {genuine.partition}" in broken.stdout
+
+
+def test_worker_metrics_expose_the_core_counters(hub: HubUnderTest) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    hub.publish([f.minor_suspected(municipality="1384")])
+    topic = hub.topics.deliver("socialtjanst", "1384")
+    hub.read([topic], until=lambda g: len(g[topic]) >= 1, quiet_s=1)
+    with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    families = list(text_string_to_metric_families(text))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for fam in families for s in fam.samples}
+    assert samples[("hub_deliveries_total", (("receiver", "socialtjanst"),))] >= 1
+    assert samples[("hub_aggregated_total", (("receiver", "lagesbild"),))] >= 1
+    assert any(name == "hub_events_received_total" for name, _ in samples)
+    assert any(name == "hub_processing_seconds_count" and v >= 1 for (name, _), v in samples.items())
+    names = {fam.name for fam in families}
+    assert {"hub_refusals", "hub_deadletters", "hub_duplicates", "hub_gap_messages_repaired"} <= names
