@@ -253,6 +253,9 @@ def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
 
     from hub import report
 
+    if args.indicators:
+        _print_json(asyncio.run(report.indicators(settings, resolve_bootstrap(settings), args.municipality)))
+        return 0
     rows = asyncio.run(report.load(settings, resolve_bootstrap(settings), args.municipality, args.period_kind))
     rows = report.select(rows, args.since, args.until, args.category)
     if args.json:
@@ -395,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = lb.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+    fmt.add_argument("--indicators", action="store_true",
+                     help="neighbourhood-watch effect and citizen-promise follow-up (JSON)")
     lb.set_defaults(handler=_lagesbild)
 
     dm = sub.add_parser("demo", help="run everything locally with real and simulated events (Ctrl-C stops)")

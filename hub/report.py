@@ -77,3 +77,43 @@ def as_table(rows: list[Row], municipality: str) -> str:
         lines.append("by area:")
         lines += [f"  {r.period}  {r.area:<20} {r.category:<24} {r.shown}" for r in by_area]
     return "\n".join(lines)
+
+
+async def indicators(settings: HubSettings, bootstrap: str, municipality: str, weeks: int = 8) -> dict[str, object]:
+    """The neighbourhood-watch effect over the last ``weeks`` reported weeks and the follow-up of every
+    citizen-promise action, from the receivers' own topics (suppressed counts count as 0)."""
+    from datetime import date as date_
+
+    from hub.contract.outputs import Delivery
+    from hub.indicators import WeeklyCount, neighbourhood_watch_effect, promise_follow_up
+
+    rows = await load(settings, bootstrap, municipality)
+    counts = [WeeklyCount(r.area, r.category, r.period, r.count or 0) for r in rows if r.area is not None]
+    topics = Topics(settings.topic_namespace)
+    serde = Serde()
+    watch: dict[str, int | None] = {}
+    promises: list[Delivery] = []
+    deliveries = [topics.deliver("grannsamverkan", municipality), topics.deliver("medborgarloften", municipality)]
+    async for m in read_to_end(bootstrap, deliveries):
+        d = serde.decode(m.value)
+        if not isinstance(d, Delivery):
+            continue
+        if d.event_type == "kommun.watch_area_registered" and "envelope.area" in d.fields:
+            area = json.loads(d.fields["envelope.area"])
+            if area:
+                watch[area] = json.loads(d.fields.get("payload.households", "null"))
+        elif d.event_type.endswith("citizen_promise_action"):
+            promises.append(d)
+    periods = sorted({r.period for r in rows})[-weeks:]
+    effect = neighbourhood_watch_effect(counts, watch, periods)
+    follow = [promise_follow_up(counts, json.loads(p.fields["payload.promise_id"]),
+                                json.loads(p.fields.get("envelope.area", "null")),
+                                json.loads(p.fields["payload.category"]),
+                                date_.fromisoformat(json.loads(p.fields["payload.action_date"])))
+              for p in promises]  # fmt: skip
+    return {
+        "municipality": municipality, "weeks": periods, "watch_areas": sorted(watch),
+        "neighbourhood_watch_effect": effect.__dict__,
+        "citizen_promises": [{**f.__dict__, "action_date": f.action_date.isoformat(), "change": f.change}
+                             for f in follow],
+    }  # fmt: skip
