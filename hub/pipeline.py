@@ -11,7 +11,6 @@ The worker (``hub.app``) feeds messages in and produces the returned outputs; te
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -24,16 +23,14 @@ from hub.contract.envelope import Event
 from hub.contract.errors import ContractError
 from hub.contract.events import ConsentGiven, ConsentWithdrawn
 from hub.contract.outputs import Deadletter, Decision, ReasonCode
-from hub.contract.personnummer import contains_personnummer
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
 from hub.flows.minimise import build_delivery, disclosed_fields
 from hub.flows.routing import Plan, Router, field_value
+from hub.logsafety import redact
 from hub.pseudonym import Pseudonymiser
 from hub.rules.receivers import Basis
 from hub.topics import Topics
-
-_DIGITS = re.compile(r"\d[\d\s+-]{8,}\d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +60,6 @@ class Result:
     event_id: str | None = None
     outcome: str = "processed"
     """processed | duplicate | deadletter"""
-
-
-def safe_message(text: str) -> str:
-    """A dead-letter message with anything that looks like a personnummer blanked out."""
-    return _DIGITS.sub("<redacted>", text) if contains_personnummer(text) else text
 
 
 class Pipeline:
@@ -224,7 +216,7 @@ class Pipeline:
     ) -> Result:
         metrics.DEADLETTERED.labels(reason).inc()
         record = Deadletter(
-            reason=ReasonCode(reason), message=safe_message(message), source_topic=msg.topic,
+            reason=ReasonCode(reason), message=redact(message), source_topic=msg.topic,
             source_partition=msg.partition, source_offset=msg.offset, original=msg.value,
             event_id=event_id, at=now,
         )  # fmt: skip
