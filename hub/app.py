@@ -111,7 +111,9 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             chain.forget(tp.partition)
 
     async def send(output: Output) -> None:
-        await out(output.topic).send(key=output.key, value=output.value, partition=output.partition)
+        # Buffered, not awaited one by one: faust flushes the producer (and so this buffer) before it
+        # commits the source offset, which keeps at-least-once.
+        out(output.topic).send_soon(key=output.key, value=output.value, partition=output.partition)
 
     # -- agents --------------------------------------------------------------------------------------
     # The offset processed last per source partition, to notice when the stream skips ahead. faust can
@@ -164,15 +166,15 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             for pub in apply_increment(counts, increment):
                 target = topics.deliver(pub.receiver, pub.municipality_code)
                 key = f"{pub.record.category}|{pub.record.period}".encode()
-                await out(target).send(key=key, value=serde.encode(pub.record))
+                out(target).send_soon(key=key, value=serde.encode(pub.record))
             alert = check_wave(counts, alerts, increment, wave_rule)
             if alert is not None:
                 target = topics.deliver("grannsamverkan", alert.municipality_code)
-                await out(target).send(key=alert.area.encode(), value=serde.encode(alert))
+                out(target).send_soon(key=alert.area.encode(), value=serde.encode(alert))
             county = county_increment(increment, settings.county_code)
             if county is not None:
                 county_key = f"{county['receiver']}|{settings.county_code}".encode()
-                await lagesbild_topic.send(key=county_key, value=json.dumps(county).encode())
+                lagesbild_topic.send_soon(key=county_key, value=json.dumps(county).encode())
             yield None
 
     # -- web: health, readiness, metrics ---------------------------------------------------------------
