@@ -78,7 +78,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -87,6 +87,7 @@ from prometheus_client import Counter
 from hub.contract.base import ContractRecord
 from hub.contract.envelope import Event
 from hub.contract.serde import Serde
+from hub.kafka.local import bootstrap_address
 from hub.logsafety import protect_kafka_logs
 from hub.pseudonym import Pseudonymiser
 from hub.settings import HubSettings
@@ -120,12 +121,7 @@ class ProducerLike(Protocol):
     async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None) -> Any: ...
 
 
-def bootstrap_servers(settings: HubSettings) -> str:
-    """The cluster to use: ``settings.kafka_bootstrap`` or the local broker's address."""
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    lk = settings.local_kafka
-    return f"{lk.host}:{lk.port}"
+ProducerT = TypeVar("ProducerT", bound=ProducerLike)
 
 
 def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
@@ -172,6 +168,33 @@ async def close_producer(producer: ProducerLike, timeout_s: float) -> bool:
             await sender.close()
         await stopping
         return False
+
+
+async def start_producer(
+    factory: Callable[[], ProducerT], *, what: str, initial_s: float, max_s: float,
+    pause: Callable[[float], Awaitable[bool]], on_retry: Callable[[], None] | None = None,
+) -> ProducerT:  # fmt: skip
+    """A started producer, retrying with capped backoff while Kafka is unreachable.
+
+    ``pause(delay)`` waits between attempts and returns True to give up (then CancelledError is raised).
+    """
+    attempt = 0
+    while True:
+        producer = factory()
+        try:
+            await producer.start()
+        except TRANSIENT_ERRORS as exc:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            attempt += 1
+            if on_retry is not None:
+                on_retry()
+            delay = backoff_delay(attempt, initial_s, max_s)
+            log.warning("%s: Kafka unreachable (%s); retry %d in %.1f s", what, type(exc).__name__, attempt, delay)
+            if await pause(delay):
+                raise asyncio.CancelledError("stopped before Kafka became reachable") from exc
+            continue
+        return producer
 
 
 def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
@@ -221,7 +244,7 @@ class Connector(ABC):
         self.checkpoint_interval_s = checkpoint_interval_s
         self.stop_grace_s = stop_grace_s
         self.shutdown_timeout_s = shutdown_timeout_s
-        self._producer_factory = producer_factory or (lambda: make_producer(bootstrap_servers(settings)))
+        self._producer_factory = producer_factory or (lambda: make_producer(bootstrap_address(settings)))
         self._serde = Serde()
         self._pseudonymiser = Pseudonymiser(settings)
         self.topics = Topics(settings.topic_namespace)
@@ -317,25 +340,11 @@ class Connector(ABC):
         """Start the producer, retrying with backoff while Kafka is unreachable (until stopped)."""
         if self._producer is not None:
             return
-        attempt = 0
-        while True:
-            producer = self._producer_factory()
-            try:
-                await producer.start()
-            except TRANSIENT_ERRORS as exc:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                attempt += 1
-                self._count_retry()
-                delay = backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
-                log.warning("connector %s: Kafka unreachable (%s); retry %d in %.1f s",
-                            self.name, type(exc).__name__, attempt, delay)
-                if await self.wait_stopping(delay):
-                    raise asyncio.CancelledError("stopped before Kafka became reachable") from exc
-                continue
-            self._producer = producer
-            self._started_at = time.monotonic()
-            return
+        self._producer = await start_producer(
+            self._producer_factory, what=f"connector {self.name}", initial_s=self.backoff_initial_s,
+            max_s=self.backoff_max_s, pause=self.wait_stopping, on_retry=self._count_retry,
+        )  # fmt: skip
+        self._started_at = time.monotonic()
 
     async def produce(self, event: ContractRecord, position: Mapping[str, Any] | None = None) -> None:
         """Send one event; returns once it is handed to the producer (not yet acknowledged).

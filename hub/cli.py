@@ -127,14 +127,11 @@ def _add_schemas_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def resolve_bootstrap(settings: HubSettings) -> str:
     """The cluster to use: HUB_KAFKA_BOOTSTRAP, else the local broker (which must be running)."""
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    from hub.kafka.local import broker_from_settings
+    from hub.kafka.local import bootstrap_address, broker_from_settings
 
-    broker = broker_from_settings(settings)
-    if broker.pid() is None:
+    if not settings.kafka_bootstrap and broker_from_settings(settings).pid() is None:
         raise SystemExit("error: no Kafka: set HUB_KAFKA_BOOTSTRAP or start the local broker with `hub kafka up`")
-    return broker.bootstrap
+    return bootstrap_address(settings)
 
 
 def _worker(args: argparse.Namespace, settings: HubSettings) -> int:

@@ -40,9 +40,7 @@ from hub.kafka.local import broker_from_settings, free_port
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
 from hub.tail import readable
-from hub.topics import Topics
-
-AGENCIES = ("polisen", "kriminalvarden", "kommun")
+from hub.topics import AGENCIES, Topics
 
 
 class Demo:

@@ -26,7 +26,7 @@ from hub.contract.outputs import Deadletter, Decision, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
 from hub.flows.minimise import build_delivery, disclosed_fields
-from hub.flows.routing import Plan, Router, field_value
+from hub.flows.routing import Plan, Router, event_category, field_value
 from hub.logsafety import redact
 from hub.pseudonym import Pseudonymiser
 from hub.rules.receivers import Basis
@@ -189,8 +189,7 @@ class Pipeline:
     def _increment(self, plan: Plan, event: Event) -> Output:
         """A count increment for the lägesbild stage, keyed by what it counts (no personal data)."""
         env = event.envelope
-        category = field_value(event, "payload.category") or field_value(event, "payload.offence_category")
-        label = str(category) if category is not None else env.event_type.split(".", 1)[1]
+        label = event_category(event) or env.event_type.split(".", 1)[1]
         iso = env.occurred_at.isocalendar()
         increment = {
             "receiver": plan.receiver, "municipality_code": plan.municipality_code, "area": env.area,

@@ -25,13 +25,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from pydantic import ValidationError
 
 from connectors.base import (
-    TRANSIENT_ERRORS,
     ProducerLike,
-    backoff_delay,
-    bootstrap_servers,
     close_producer,
     event_key,
     make_producer,
+    start_producer,
 )
 from connectors.gateway.auth import Authenticator
 from connectors.gateway.openapi import openapi_document
@@ -41,6 +39,7 @@ from hub.contract.envelope import Event
 from hub.contract.errors import ContractError
 from hub.contract.fields import municipality_codes
 from hub.contract.serde import Serde
+from hub.kafka.local import bootstrap_address
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.pseudonym import Pseudonymiser
@@ -121,7 +120,7 @@ class Gateway:
         self.topics = Topics(settings.topic_namespace)
         self.codes = frozenset([*settings.municipality_codes, settings.county_code])
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.bootstrap = bootstrap_servers(settings)
+        self.bootstrap = bootstrap_address(settings)
         self.producer: ProducerLike | None = producer
         self.owns_producer = producer is None
         self.in_flight = 0
@@ -146,23 +145,15 @@ class Gateway:
                             "answered 503 and will be re-sent by the agencies)")
 
     async def _start_producer(self) -> None:
-        attempt = 0
-        while True:
-            producer = make_producer(self.bootstrap)
-            try:
-                await producer.start()
-            except TRANSIENT_ERRORS as exc:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                attempt += 1
-                delay = backoff_delay(attempt, 0.5, 15.0)
-                log.warning("ingest: Kafka at %s unreachable (%s); retry %d in %.1f s",
-                            self.bootstrap, type(exc).__name__, attempt, delay)
-                await asyncio.sleep(delay)
-                continue
-            self.producer = producer
-            log.info("ingest: producer connected to %s", self.bootstrap)
-            return
+        async def sleep(delay: float) -> bool:
+            await asyncio.sleep(delay)
+            return False
+
+        self.producer = await start_producer(
+            lambda: make_producer(self.bootstrap), what=f"ingest (Kafka {self.bootstrap})",
+            initial_s=0.5, max_s=15.0, pause=sleep,
+        )  # fmt: skip
+        log.info("ingest: producer connected to %s", self.bootstrap)
 
     async def broker_reachable(self) -> bool:
         at, ok = self._ready_cache
@@ -432,7 +423,7 @@ async def serve(
     try:
         await site.start()
         address = f"http://{host or settings.ingest.host}:{_bound_port(runner)}"
-        log.info("ingest gateway listening on %s (Kafka %s)", address, bootstrap_servers(settings))
+        log.info("ingest gateway listening on %s (Kafka %s)", address, bootstrap_address(settings))
         if on_listening is not None:
             on_listening(address)
         await stop.wait()

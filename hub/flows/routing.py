@@ -30,7 +30,8 @@ def field_value(event: Event, path: str) -> Any:
     return getattr(getattr(event, top), name, None)
 
 
-def _category(event: Event) -> str | None:
+def event_category(event: Event) -> str | None:
+    """The offence category of an event (``payload.category`` or ``payload.offence_category``), if any."""
     payload = event.payload  # type: ignore[attr-defined]
     value = getattr(payload, "category", None) or getattr(payload, "offence_category", None)
     return None if value is None else str(value)
@@ -50,7 +51,7 @@ class Router:
     def matches(self, rule: Rule, event: Event) -> bool:
         m = rule.match
         env = event.envelope
-        if m.categories is not None and _category(event) not in m.categories:
+        if m.categories is not None and event_category(event) not in m.categories:
             return False
         if m.municipalities is not None and env.municipality_code not in m.municipalities:
             return False

@@ -314,6 +314,11 @@ def broker_from_settings(settings: HubSettings) -> LocalBroker:
     )
 
 
+def bootstrap_address(settings: HubSettings) -> str:
+    """The cluster to use: ``HUB_KAFKA_BOOTSTRAP``, else the local broker's address."""
+    return settings.kafka_bootstrap or broker_from_settings(settings).bootstrap
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     import socket

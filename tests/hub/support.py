@@ -18,6 +18,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from connectors.base import event_key, event_topic
 from hub.contract.base import ContractRecord
 from hub.contract.envelope import Event
 from hub.contract.serde import Serde
@@ -105,10 +106,8 @@ class HubUnderTest:
                 if isinstance(e, bytes):
                     await producer.send(self.topics.agency(agency or "polisen"), e)
                     continue
-                env = e.envelope
-                key = pseudonyms.person_key(env.subject.personnummer) if env.subject else env.municipality_code
-                await producer.send(self.topics.agency(agency or env.source_agency.value), SERDE.encode(e),
-                                    key=key.encode())  # fmt: skip
+                topic = self.topics.agency(agency) if agency else event_topic(e, self.topics)
+                await producer.send(topic, SERDE.encode(e), key=event_key(e, pseudonyms))
             await producer.flush()
         finally:
             await producer.stop()
