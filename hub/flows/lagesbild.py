@@ -1,19 +1,28 @@
 """The lägesbild stage: count increments into aggregates that leave the hub only with small counts hidden.
 
 Every event a rule sends to a receiver on the ``aggregated`` basis becomes a count increment on
-``hub.lagesbild`` (no personal data: receiver, municipality, area, category, ISO week and day). This stage
-sums them per receiver × municipality × area (and the municipality total) × category × period (ISO
-week, and day) and publishes a
-``hub.lagesbild_aggregate`` to ``deliver.<receiver>.<kommunkod>``. Counts 1–2 are suppressed everywhere
-they leave the hub: the first increment publishes a suppressed record ("<3"), the next one nothing, and
-from 3 on every change publishes the count. Each municipal increment is also forwarded once as a county
-increment, so ``deliver.<receiver>.13`` carries the county totals for Länsstyrelsen and the region.
+``hub.lagesbild`` (no personal data: receiver, municipality, area, category, ISO week and day, and the
+event id). This stage counts them per receiver × municipality × area (and the municipality total) ×
+category × period (ISO week, and day) and publishes a ``hub.lagesbild_aggregate`` to
+``deliver.<receiver>.<kommunkod>``. Counts 1–2 are suppressed everywhere they leave the hub: the first
+increment publishes a suppressed record ("<3"), the next one nothing, and from 3 on every change publishes
+the count. Each municipal increment is also forwarded once as a county increment, so
+``deliver.<receiver>.13`` carries the county totals for Länsstyrelsen and the region.
+
+**Counting is idempotent.** A table entry is not a number but the set of (64-bit hashes of) the event ids
+counted into it, so an increment processed twice — the worker's at-least-once redelivery after a crash, or a
+route stage that ran twice — counts once, and every key is exact on its own without a transaction across
+keys. A repeated increment publishes the key's current state again, which repairs a publication lost in the
+crash. The aggregates are therefore the same after a crash as without one, and can be recomputed from the
+agency topics (:mod:`hub.lagesbild_rebuild`).
 """
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,6 +30,11 @@ from typing import Any
 from hub.contract.outputs import AreaAlert, LagesbildAggregate, PeriodKind
 
 SUPPRESS_BELOW = 3
+
+COUNTS_TABLE = "hub-lagesbild-events"
+"""The worker's table: aggregate key → sorted list of the event-id hashes counted into it."""
+
+Counts = MutableMapping[str, list[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +44,7 @@ class Publication:
     record: LagesbildAggregate
 
 
-def _keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, str, str]]:
+def aggregate_keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, str, str]]:
     """(area, period kind, period, table key) of every aggregate the increment counts into: its area (if
     any) and the municipality total (area None), per ISO week and per day."""
     areas = [inc.get("area"), None] if inc.get("area") else [None]
@@ -42,23 +56,45 @@ def _keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, str, str]]:
     return out
 
 
-def apply_increment(
-    counts: MutableMapping[str, int], inc: dict[str, Any], now: datetime | None = None
-) -> list[Publication]:
-    """Count ``inc`` and return the aggregates to publish (suppressed below 3)."""
+def event_hash(event_id: str) -> int:
+    """The 64-bit number an event id is counted by (the high half of its UUID; ids are UUIDs)."""
+    try:
+        return uuid.UUID(event_id).int >> 64
+    except ValueError:
+        return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def count_of(counts: Mapping[str, list[int]], key: str) -> int:
+    return len(counts.get(key) or ())
+
+
+def apply_increment(counts: Counts, inc: dict[str, Any], now: datetime | None = None) -> list[Publication]:
+    """Count ``inc`` (once per event id) and return the aggregates to publish (suppressed below 3)."""
     now = now or datetime.now(UTC)
     out: list[Publication] = []
-    for area, kind, period, key in _keys(inc):
-        count = counts.get(key, 0) + 1
-        counts[key] = count
-        if count >= SUPPRESS_BELOW or count == 1:
-            shown = count if count >= SUPPRESS_BELOW else None
-            record = LagesbildAggregate(
-                municipality_code=inc["municipality_code"], area=area, category=inc["category"],
-                period_kind=kind, period=period, count=shown, suppressed=shown is None, updated_at=now,
-            )  # fmt: skip
-            out.append(Publication(inc["receiver"], inc["municipality_code"], record))
+    h = event_hash(inc["event_id"])
+    for area, kind, period, key in aggregate_keys(inc):
+        members = counts.get(key) or []
+        at = bisect.bisect_left(members, h)
+        repeated = at < len(members) and members[at] == h
+        if not repeated:
+            members = [*members[:at], h, *members[at:]]
+            counts[key] = members
+        count = len(members)
+        if repeated or count >= SUPPRESS_BELOW or count == 1:
+            out.append(Publication(inc["receiver"], inc["municipality_code"],
+                                   aggregate(inc, area, kind, period, count, now)))  # fmt: skip
     return out
+
+
+def aggregate(inc: dict[str, Any], area: str | None, kind: PeriodKind, period: str, count: int,
+              now: datetime) -> LagesbildAggregate:  # fmt: skip
+    """The record that leaves the hub for one key: the count, or "<3" (count None, suppressed) below 3."""
+    shown = count if count >= SUPPRESS_BELOW else None
+    return LagesbildAggregate(
+        municipality_code=inc["municipality_code"], area=area, category=inc["category"],
+        period_kind=kind, period=period, count=shown, suppressed=shown is None, updated_at=now,
+    )  # fmt: skip
 
 
 def county_increment(inc: dict[str, Any], county_code: str) -> dict[str, Any] | None:
@@ -84,7 +120,7 @@ class WaveRule:
 
 
 def check_wave(
-    counts: MutableMapping[str, int], alerts: MutableMapping[str, bool], inc: dict[str, Any], rule: WaveRule,
+    counts: Mapping[str, list[int]], alerts: MutableMapping[str, bool], inc: dict[str, Any], rule: WaveRule,
 ) -> AreaAlert | None:
     """After ``inc`` was counted: the area alert to send if a burglary wave starts in its area, else None.
 
@@ -98,7 +134,7 @@ def check_wave(
     end = date.fromisoformat(inc["day"])
 
     def days(first: date, n: int) -> int:
-        return sum(counts.get(f"{base}|{(first + timedelta(d)).isoformat()}", 0) for d in range(n))
+        return sum(count_of(counts, f"{base}|{(first + timedelta(d)).isoformat()}") for d in range(n))
 
     start = end - timedelta(days=6)
     count_7d = days(start, 7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -18,14 +19,15 @@ from tests import factories as f
 from tests.hub.support import HubUnderTest, running_hub
 
 
-def increment(area: str = "Centrum", week: str = "2026-W33", day: str = "2026-08-14") -> dict[str, object]:
+def increment(area: str = "Centrum", week: str = "2026-W33", day: str = "2026-08-14",
+              event_id: str | None = None) -> dict[str, object]:  # fmt: skip
     return {"receiver": "lagesbild", "municipality_code": "1381", "area": area, "category": "residential_burglary",
-            "week": week, "day": day, "event_id": "x", "event_type": "polisen.incident_notice",
+            "week": week, "day": day, "event_id": event_id or str(uuid.uuid4()), "event_type": "polisen.incident_notice",
             "participants": None}  # fmt: skip
 
 
 def test_counts_one_and_two_never_leave_unsuppressed() -> None:
-    counts: dict[str, int] = {}
+    counts: dict[str, list[int]] = {}
     shown = []
     for _ in range(4):
         shown.append([(p.record.area, p.record.period_kind.value, p.record.count, p.record.suppressed)
@@ -37,6 +39,19 @@ def test_counts_one_and_two_never_leave_unsuppressed() -> None:
         [(a, k, 3, False) for a, k in both],
         [(a, k, 4, False) for a, k in both],
     ]
+
+
+def test_an_increment_processed_twice_counts_once_and_republishes_the_current_count() -> None:
+    counts: dict[str, list[int]] = {}
+    incs = [increment() for _ in range(4)]
+    for inc in incs:
+        apply_increment(counts, inc)
+    again = apply_increment(counts, incs[1])  # redelivered after a crash
+    assert {p.record.count for p in again} == {4}  # every key it touches, at its current count: nothing added
+    assert len(again) == 4
+    for inc in incs:
+        apply_increment(counts, inc)
+    assert {len(v) for v in counts.values()} == {4}
 
 
 def test_county_copy_is_made_once() -> None:
@@ -128,7 +143,7 @@ def burglaries(days: list[str], area: str = "Mellbystrand") -> list[dict[str, ob
 
 
 def run_series(days: list[str]) -> list[AreaAlert]:
-    counts: dict[str, int] = {}
+    counts: dict[str, list[int]] = {}
     state: dict[str, bool] = {}
     alerts = []
     for inc in burglaries(days):

@@ -1,0 +1,181 @@
+"""``hub lagesbild --rebuild``: recompute every lägesbild aggregate from the agency topics, from the beginning.
+
+For when a bug in the rules or the counting is fixed and the figures already published are wrong. With the
+workers stopped (it refuses otherwise: a running worker would keep its old state in memory), it
+
+1. reads every agency topic from offset 0 and runs each message through the same pipeline the worker runs
+   (rules, gate, deduplication) in memory, keeping only the lägesbild increments;
+2. counts them as the worker does (:func:`hub.flows.lagesbild.apply_increment`, county copies included);
+3. replaces the worker's table: new values for every key, tombstones for keys that no longer exist, each
+   written to the changelog partition the worker reads it from;
+4. publishes the recomputed aggregate of every key to ``deliver.<receiver>.<kommunkod>``, so receivers' latest
+   figures are the corrected ones (suppression below 3 as always).
+
+Area alerts already sent are not withdrawn or sent again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.partitioner import DefaultPartitioner
+
+from hub.audit import AuditChain
+from hub.contract.serde import Serde
+from hub.flows.lagesbild import (
+    COUNTS_TABLE,
+    Counts,
+    Publication,
+    aggregate,
+    aggregate_keys,
+    apply_increment,
+    county_increment,
+)
+from hub.flows.routing import Router
+from hub.kafka.read import read_to_end
+from hub.pipeline import Message, Pipeline
+from hub.pseudonym import Pseudonymiser
+from hub.rules.model import load_rules
+from hub.settings import HubSettings
+from hub.topics import AGENCIES, Topics
+
+log = logging.getLogger(__name__)
+
+
+class WorkersRunning(RuntimeError):
+    """The worker group has members: stop the workers first."""
+
+
+@dataclass
+class RebuildReport:
+    source_messages: int = 0
+    increments: int = 0
+    keys: int = 0
+    removed_keys: int = 0
+    published: int = 0
+    counts: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"source_messages": self.source_messages, "increments": self.increments, "keys": self.keys,
+                "removed_keys": self.removed_keys, "published": self.published}  # fmt: skip
+
+
+def changelog_topic(settings: HubSettings) -> str:
+    """The worker's counts table changelog (faust names it ``<app id>-<table>-changelog``)."""
+    return f"{settings.worker.app_id}-{COUNTS_TABLE}-changelog"
+
+
+async def active_members(bootstrap: str, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        # DescribeGroupsResponse: groups = [(error_code, group_id, state, protocol_type, protocol, members, ...)]
+        return sum(len(g[5]) for g in response.groups)
+    finally:
+        await admin.close()
+
+
+async def recount(settings: HubSettings, bootstrap: str) -> tuple[Counts, list[dict[str, Any]], int]:
+    """Every lägesbild increment the agency topics give today, and the counts they make."""
+    topics = Topics(settings.topic_namespace)
+    pipeline = Pipeline(
+        Router(load_rules(settings.rules_path), settings.county_code), Serde(), Pseudonymiser(settings),
+        seen={}, consents={}, chain=AuditChain(), dedup_window_s=settings.dedup_window_hours * 3600, topics=topics,
+    )  # fmt: skip
+    counts: Counts = {}
+    increments: list[dict[str, Any]] = []
+    messages = 0
+    async for r in read_to_end(bootstrap, [topics.agency(a) for a in AGENCIES]):
+        messages += 1
+        result = pipeline.process(Message(r.topic, r.partition, r.offset, r.key, r.value),
+                                  now=datetime.fromtimestamp(r.timestamp_ms / 1000, UTC))  # fmt: skip
+        for out in result.outputs:
+            if out.topic != topics.lagesbild:
+                continue
+            inc = json.loads(out.value)
+            county = county_increment(inc, settings.county_code)
+            for each in [inc] if county is None else [inc, county]:
+                apply_increment(counts, each)
+                increments.append(each)
+    return counts, increments, messages
+
+
+async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
+    group = settings.worker.app_id
+    if (members := await active_members(bootstrap, group)) > 0:
+        raise WorkersRunning(
+            f"{members} worker(s) are members of group {group!r}; stop them, then rebuild (a worker stopped with a "
+            "static HUB_WORKER__INSTANCE_ID stays a member for HUB_WORKER__SESSION_TIMEOUT_S)"
+        )
+    report = RebuildReport()
+    counts, increments, report.source_messages = await recount(settings, bootstrap)
+    report.increments, report.keys = len(increments), len(counts)
+
+    topics = Topics(settings.topic_namespace)
+    changelog = changelog_topic(settings)
+    stale = set()
+    async for r in read_to_end(bootstrap, [changelog]):
+        if r.key is not None:
+            stale.add(r.key)
+    new_keys = {k: _json(k) for k in counts}
+    removed = stale - set(new_keys.values())
+    report.removed_keys = len(removed)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=20)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topics.lagesbild))
+        partitioner = DefaultPartitioner()
+        # The table's key lives in the changelog partition of the increment that counts into it.
+        owner = {k: _increment_key(k) for k in counts}
+        for key, hashes in counts.items():
+            p = partitioner(owner[key], partitions, partitions)
+            await producer.send(changelog, key=new_keys[key], value=_json(hashes), partition=p)
+        for raw_key in removed:
+            table_key = json.loads(raw_key)
+            if isinstance(table_key, str) and table_key.count("|") >= 1:
+                p = partitioner(_increment_key(table_key), partitions, partitions)
+                await producer.send(changelog, key=raw_key, value=None, partition=p)
+        serde = Serde()
+        for pub in _publications(counts, increments):
+            target = topics.deliver(pub.receiver, pub.municipality_code)
+            rec = pub.record
+            await producer.send(target, key=f"{rec.area or '-'}|{rec.category}|{rec.period}".encode(),
+                                value=serde.encode(rec))  # fmt: skip
+            report.published += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    report.counts = {k: len(v) for k, v in counts.items()}
+    return report
+
+
+def _publications(counts: Counts, increments: Iterable[dict[str, Any]]) -> list[Publication]:
+    """The current record of every key (one per key), from the increments that made it."""
+    now = datetime.now(UTC)
+    out: dict[str, Publication] = {}
+    for inc in increments:
+        for area, kind, period, key in aggregate_keys(inc):
+            if key not in out:
+                record = aggregate(inc, area, kind, period, len(counts[key]), now)
+                out[key] = Publication(inc["receiver"], inc["municipality_code"], record)
+    return list(out.values())
+
+
+def _increment_key(table_key: str) -> bytes:
+    """``receiver|municipality`` of a table key: the key of the increments counted into it."""
+    receiver, municipality = table_key.split("|", 2)[:2]
+    return f"{receiver}|{municipality}".encode()
+
+
+def _json(value: object) -> bytes:
+    """faust's json codec for table keys and values."""
+    return json.dumps(value).encode()
