@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import Connector
-from connectors.simulator.generate import Simulator, paced
+from connectors.simulator.generate import Simulator, paced, replay_start
 from hub.contract.envelope import Event
 from hub.settings import HubSettings
 
@@ -25,7 +25,7 @@ class SimulatorConnector(Connector):
         self.seed = seed
 
     async def run(self) -> AsyncIterator[Event]:
-        simulator = Simulator(self.seed, datetime.now(UTC).replace(microsecond=0))
+        simulator = Simulator(self.seed, replay_start(datetime.now(UTC), self.rate, self.duration_s))
         started = time.monotonic()
         for offset, event in paced(simulator.events(), self.rate, self.duration_s):
             if self.stopping:

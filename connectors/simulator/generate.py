@@ -452,6 +452,20 @@ class _Pending:
     make: Callable[[datetime], Event] = field(compare=False)
 
 
+def replay_start(now: datetime, rate: float, duration_s: float | None,
+                 daily_rates: Mapping[str, float] = DAILY_RATES, unbounded_days: float = 30.0) -> datetime:  # fmt: skip
+    """Where to start the simulated clock so that a run of ``duration_s`` at ``rate`` events/s ends about ``now``.
+
+    Simulated time runs far faster than the wall clock (a day of Halland traffic every couple of seconds at
+    50 events/s). Started at ``now`` it would be days in the future within a minute, and the hub rightly refuses
+    a SIG referral whose consent is valid only from a future date. Started in the past, the run replays recent
+    weeks instead; an unbounded run starts ``unbounded_days`` back.
+    """
+    per_day = sum(daily_rates.values())
+    days = unbounded_days if duration_s is None or per_day <= 0 else rate * duration_s / per_day
+    return (now - timedelta(days=days)).replace(microsecond=0)
+
+
 class Simulator:
     """Deterministic traffic for all agencies and the given municipalities (default: the six)."""
 

@@ -10,6 +10,7 @@ from itertools import islice
 
 import pytest
 
+from connectors.base import event_topic
 from connectors.simulator.generate import (
     DEFAULT_MUNICIPALITIES,
     LOCAL_TZ,
@@ -19,6 +20,7 @@ from connectors.simulator.generate import (
     is_weekend_night,
     paced,
     rate_schedule,
+    replay_start,
 )
 from connectors.simulator.testpersons import (
     NotInTestSeriesError,
@@ -282,3 +284,37 @@ def test_rate_schedule_and_paced() -> None:
     assert [x for _, x in paced(range(100), 10, duration_s=0.5)] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="rate must be"):
         list(rate_schedule(0))
+
+
+def test_a_demo_length_run_replays_the_recent_past_so_sig_consents_are_valid() -> None:
+    """Simulated time runs ~50,000x faster than the wall clock; started at now, every SIG consent of a one-minute
+    run would be valid only from a future date and the hub would (rightly) refuse every referral."""
+    from hub.audit import AuditChain
+    from hub.contract.outputs import AuditRecord
+    from hub.contract.serde import Serde
+    from hub.flows.routing import Router
+    from hub.pipeline import Message, Pipeline
+    from hub.pseudonym import Pseudonymiser
+    from hub.rules.model import load_rules
+    from hub.settings import HubSettings
+    from hub.topics import Topics
+
+    now = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    start = replay_start(now, rate=50, duration_s=60)
+    events = list(Simulator(2026, start).events(3000))
+    assert start < now
+    assert max(e.envelope.occurred_at for e in events) <= now + timedelta(days=2)
+
+    settings = HubSettings()
+    serde = Serde()
+    pipeline = Pipeline(Router(load_rules(settings.rules_path), "13"), serde, Pseudonymiser(settings),
+                        seen={}, consents={}, chain=AuditChain(), topics=Topics())  # fmt: skip
+    sig: Counter[str] = Counter()
+    for i, e in enumerate(events):
+        result = pipeline.process(Message(event_topic(e, Topics()), 0, i, None, serde.encode(e)), now=now)
+        for out in result.outputs:
+            record = serde.decode(out.value) if out.topic == "hub.audit" else None
+            if isinstance(record, AuditRecord) and record.receiver == "sig":
+                sig[record.decision.value] += 1
+    assert sig["delivered"] >= 5  # consented referrals reach SIG ...
+    assert sig["refused"] >= 1  # ... and the ones without consent do not
