@@ -26,7 +26,7 @@ from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import COUNTS_TABLE, WaveRule, apply_increment, check_wave, county_increment
+from hub.flows.lagesbild import COUNTS_TABLE, Counts, WaveRule, check_wave, county_increment
 from hub.flows.routing import Router
 from hub.kafka.admin import last_record, read_range
 from hub.pipeline import Message, Output, Pipeline
@@ -153,7 +153,13 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
 
     # -- the lägesbild stage: increments keyed by receiver|municipality → aggregates ----------------------
     lagesbild_topic = app.topic(topics.lagesbild, **raw)  # type: ignore[arg-type]
-    counts = app.Table(COUNTS_TABLE, default=None, partitions=n)  # key → event-id hashes: idempotent counts
+    counted = app.Table(COUNTS_TABLE, default=None, partitions=n)  # event → aggregate keys: idempotent counts
+    counts = Counts(counted)
+
+    @counted.on_recover
+    async def _recount() -> None:  # after a restart or rebalance: the counts of what the table holds now
+        counts.recount()
+
     alerts = app.Table("hub-lagesbild-alerts", default=bool, partitions=n)
     lb = settings.lagesbild
     wave_rule = WaveRule(min_count=lb.alert_min_count, factor=lb.alert_factor,
@@ -163,11 +169,11 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     async def aggregate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for raw_increment in stream:
             increment = json.loads(raw_increment)
-            for pub in apply_increment(counts, increment):
+            for pub in counts.apply(increment):
                 target = topics.deliver(pub.receiver, pub.municipality_code)
                 key = f"{pub.record.area or '-'}|{pub.record.category}|{pub.record.period}".encode()
                 out(target).send_soon(key=key, value=serde.encode(pub.record))
-            alert = check_wave(counts, alerts, increment, wave_rule)
+            alert = check_wave(counts.counts, alerts, increment, wave_rule)
             if alert is not None:
                 target = topics.deliver("grannsamverkan", alert.municipality_code)
                 out(target).send_soon(key=alert.area.encode(), value=serde.encode(alert))

@@ -6,8 +6,8 @@ workers stopped (it refuses otherwise: a running worker would keep its old state
 1. reads every agency topic from offset 0 and runs each message through the same pipeline the worker runs
    (rules, gate, deduplication) in memory, keeping only the lägesbild increments;
 2. counts them as the worker does (:func:`hub.flows.lagesbild.apply_increment`, county copies included);
-3. replaces the worker's table: new values for every key, tombstones for keys that no longer exist, each
-   written to the changelog partition the worker reads it from;
+3. replaces the worker's table of counted events: a record for every event counted, tombstones for records
+   that no longer hold, each written to the changelog partition the worker reads it from;
 4. publishes the recomputed aggregate of every key to ``deliver.<receiver>.<kommunkod>``, so receivers' latest
    figures are the corrected ones (suppression below 3 as always).
 
@@ -29,15 +29,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import (
-    COUNTS_TABLE,
-    Counts,
-    Publication,
-    aggregate,
-    aggregate_keys,
-    apply_increment,
-    county_increment,
-)
+from hub.flows.lagesbild import COUNTS_TABLE, Counts, Publication, aggregate, aggregate_keys, county_increment
 from hub.flows.routing import Router
 from hub.kafka.read import read_to_end
 from hub.pipeline import Message, Pipeline
@@ -68,7 +60,7 @@ class RebuildReport:
 
 
 def changelog_topic(settings: HubSettings) -> str:
-    """The worker's counts table changelog (faust names it ``<app id>-<table>-changelog``)."""
+    """The changelog of the worker's table of counted events (faust names it ``<app id>-<table>-changelog``)."""
     return f"{settings.worker.app_id}-{COUNTS_TABLE}-changelog"
 
 
@@ -90,7 +82,7 @@ async def recount(settings: HubSettings, bootstrap: str) -> tuple[Counts, list[d
         Router(load_rules(settings.rules_path), settings.county_code), Serde(), Pseudonymiser(settings),
         seen={}, consents={}, chain=AuditChain(), dedup_window_s=settings.dedup_window_hours * 3600, topics=topics,
     )  # fmt: skip
-    counts: Counts = {}
+    counts = Counts()
     increments: list[dict[str, Any]] = []
     messages = 0
     async for r in read_to_end(bootstrap, [topics.agency(a) for a in AGENCIES]):
@@ -103,7 +95,7 @@ async def recount(settings: HubSettings, bootstrap: str) -> tuple[Counts, list[d
             inc = json.loads(out.value)
             county = county_increment(inc, settings.county_code)
             for each in [inc] if county is None else [inc, county]:
-                apply_increment(counts, each)
+                counts.apply(each)
                 increments.append(each)
     return counts, increments, messages
 
@@ -117,7 +109,7 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
         )
     report = RebuildReport()
     counts, increments, report.source_messages = await recount(settings, bootstrap)
-    report.increments, report.keys = len(increments), len(counts)
+    report.increments, report.keys = len(increments), len(counts.counts)
 
     topics = Topics(settings.topic_namespace)
     changelog = changelog_topic(settings)
@@ -125,7 +117,7 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
     async for r in read_to_end(bootstrap, [changelog]):
         if r.key is not None:
             stale.add(r.key)
-    new_keys = {k: _json(k) for k in counts}
+    new_keys = {k: _json(k) for k in counts.contributions}
     removed = stale - set(new_keys.values())
     report.removed_keys = len(removed)
 
@@ -134,11 +126,10 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
     try:
         partitions = sorted(await producer.partitions_for(topics.lagesbild))
         partitioner = DefaultPartitioner()
-        # The table's key lives in the changelog partition of the increment that counts into it.
-        owner = {k: _increment_key(k) for k in counts}
-        for key, hashes in counts.items():
-            p = partitioner(owner[key], partitions, partitions)
-            await producer.send(changelog, key=new_keys[key], value=_json(hashes), partition=p)
+        # A table record lives in the changelog partition of the increment that made it.
+        for key, aggregate_keys_ in counts.contributions.items():
+            p = partitioner(_increment_key(key), partitions, partitions)
+            await producer.send(changelog, key=new_keys[key], value=_json(aggregate_keys_), partition=p)
         for raw_key in removed:
             table_key = json.loads(raw_key)
             if isinstance(table_key, str) and table_key.count("|") >= 1:
@@ -154,7 +145,7 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
         await producer.flush()
     finally:
         await producer.stop()
-    report.counts = {k: len(v) for k, v in counts.items()}
+    report.counts = dict(counts.counts)
     return report
 
 
@@ -165,13 +156,13 @@ def _publications(counts: Counts, increments: Iterable[dict[str, Any]]) -> list[
     for inc in increments:
         for area, kind, period, key in aggregate_keys(inc):
             if key not in out:
-                record = aggregate(inc, area, kind, period, len(counts[key]), now)
+                record = aggregate(inc, area, kind, period, counts.counts[key], now)
                 out[key] = Publication(inc["receiver"], inc["municipality_code"], record)
     return list(out.values())
 
 
 def _increment_key(table_key: str) -> bytes:
-    """``receiver|municipality`` of a table key: the key of the increments counted into it."""
+    """``receiver|municipality`` of a table key: the key of the increment that made it."""
     receiver, municipality = table_key.split("|", 2)[:2]
     return f"{receiver}|{municipality}".encode()
 

@@ -9,18 +9,17 @@ increment publishes a suppressed record ("<3"), the next one nothing, and from 3
 the count. Each municipal increment is also forwarded once as a county increment, so
 ``deliver.<receiver>.13`` carries the county totals for Länsstyrelsen and the region.
 
-**Counting is idempotent.** A table entry is not a number but the set of (64-bit hashes of) the event ids
-counted into it, so an increment processed twice — the worker's at-least-once redelivery after a crash, or a
-route stage that ran twice — counts once, and every key is exact on its own without a transaction across
-keys. A repeated increment publishes the key's current state again, which repairs a publication lost in the
-crash. The aggregates are therefore the same after a crash as without one, and can be recomputed from the
-agency topics (:mod:`hub.lagesbild_rebuild`).
+**Counting is idempotent.** The state written to Kafka is not a number per aggregate but one record per
+counted event (:class:`Counts`), so an increment processed twice — the worker's at-least-once redelivery
+after a crash, or a route stage that ran twice — counts once, and one table write covers all the keys an
+event counts into. A repeated increment publishes its keys' current state again, which repairs a
+publication lost in the crash. The aggregates are therefore the same after a crash as without one, and
+can be recomputed from the agency topics (:mod:`hub.lagesbild_rebuild`).
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
+import collections
 import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -32,10 +31,7 @@ from hub.contract.outputs import AreaAlert, LagesbildAggregate, PeriodKind
 SUPPRESS_BELOW = 3
 
 COUNTS_TABLE = "hub-lagesbild-events"
-"""The worker's table: aggregate key → sorted list of the event-id hashes counted into it."""
-
-Counts = MutableMapping[str, list[int]]
-
+"""The worker's table of counted events: ``receiver|municipality|event id`` → the aggregate keys it counts in."""
 
 @dataclass(frozen=True, slots=True)
 class Publication:
@@ -56,35 +52,46 @@ def aggregate_keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, st
     return out
 
 
-def event_hash(event_id: str) -> int:
-    """The 64-bit number an event id is counted by (the high half of its UUID; ids are UUIDs)."""
-    try:
-        return uuid.UUID(event_id).int >> 64
-    except ValueError:
-        return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+class Counts:
+    """The lägesbild's state: which events were counted (a faust table, changelogged) and the counts they make.
 
+    ``contributions`` maps ``receiver|municipality|event id`` to the aggregate keys that event was counted
+    into; it is the only state written to Kafka, one small record per event. ``counts`` (aggregate key →
+    number) is derived from it in memory and recomputed by :meth:`recount` after a restart or rebalance.
+    """
 
-def count_of(counts: Mapping[str, list[int]], key: str) -> int:
-    return len(counts.get(key) or ())
+    def __init__(self, contributions: MutableMapping[str, list[str]] | None = None) -> None:
+        self.contributions: MutableMapping[str, list[str]] = {} if contributions is None else contributions
+        self.counts: dict[str, int] = {}
+        self.recount()
 
+    def recount(self) -> None:
+        self.counts = dict(collections.Counter(k for keys in self.contributions.values() for k in keys))
 
-def apply_increment(counts: Counts, inc: dict[str, Any], now: datetime | None = None) -> list[Publication]:
-    """Count ``inc`` (once per event id) and return the aggregates to publish (suppressed below 3)."""
-    now = now or datetime.now(UTC)
-    out: list[Publication] = []
-    h = event_hash(inc["event_id"])
-    for area, kind, period, key in aggregate_keys(inc):
-        members = counts.get(key) or []
-        at = bisect.bisect_left(members, h)
-        repeated = at < len(members) and members[at] == h
+    def apply(self, inc: dict[str, Any], now: datetime | None = None) -> list[Publication]:
+        """Count ``inc`` once per event id; return the aggregates to publish (suppressed below 3).
+
+        An increment seen before changes nothing and republishes the current state of its keys (which
+        repairs a publication a crash may have lost)."""
+        now = now or datetime.now(UTC)
+        keys = aggregate_keys(inc)
+        contribution = contribution_key(inc)
+        repeated = contribution in self.contributions
         if not repeated:
-            members = [*members[:at], h, *members[at:]]
-            counts[key] = members
-        count = len(members)
-        if repeated or count >= SUPPRESS_BELOW or count == 1:
-            out.append(Publication(inc["receiver"], inc["municipality_code"],
-                                   aggregate(inc, area, kind, period, count, now)))  # fmt: skip
-    return out
+            self.contributions[contribution] = [key for *_, key in keys]
+            for *_, key in keys:
+                self.counts[key] = self.counts.get(key, 0) + 1
+        out: list[Publication] = []
+        for area, kind, period, key in keys:
+            count = self.counts.get(key, 0)
+            if repeated or count >= SUPPRESS_BELOW or count == 1:
+                out.append(Publication(inc["receiver"], inc["municipality_code"],
+                                       aggregate(inc, area, kind, period, count, now)))  # fmt: skip
+        return out
+
+
+def contribution_key(inc: dict[str, Any]) -> str:
+    return f"{inc['receiver']}|{inc['municipality_code']}|{inc['event_id']}"
 
 
 def aggregate(inc: dict[str, Any], area: str | None, kind: PeriodKind, period: str, count: int,
@@ -120,7 +127,7 @@ class WaveRule:
 
 
 def check_wave(
-    counts: Mapping[str, list[int]], alerts: MutableMapping[str, bool], inc: dict[str, Any], rule: WaveRule,
+    counts: Mapping[str, int], alerts: MutableMapping[str, bool], inc: dict[str, Any], rule: WaveRule,
 ) -> AreaAlert | None:
     """After ``inc`` was counted: the area alert to send if a burglary wave starts in its area, else None.
 
@@ -134,7 +141,7 @@ def check_wave(
     end = date.fromisoformat(inc["day"])
 
     def days(first: date, n: int) -> int:
-        return sum(count_of(counts, f"{base}|{(first + timedelta(d)).isoformat()}") for d in range(n))
+        return sum(counts.get(f"{base}|{(first + timedelta(d)).isoformat()}", 0) for d in range(n))
 
     start = end - timedelta(days=6)
     count_7d = days(start, 7)

@@ -14,7 +14,7 @@ import pytest
 from connectors.polisen_feed.connector import HALLAND, to_event
 from connectors.polisen_feed.mapping import parse_event
 from hub.contract.outputs import AreaAlert, LagesbildAggregate
-from hub.flows.lagesbild import WaveRule, apply_increment, check_wave, county_increment
+from hub.flows.lagesbild import Counts, WaveRule, check_wave, county_increment
 from tests import factories as f
 from tests.hub.support import HubUnderTest, running_hub
 
@@ -22,16 +22,16 @@ from tests.hub.support import HubUnderTest, running_hub
 def increment(area: str = "Centrum", week: str = "2026-W33", day: str = "2026-08-14",
               event_id: str | None = None) -> dict[str, object]:  # fmt: skip
     return {"receiver": "lagesbild", "municipality_code": "1381", "area": area, "category": "residential_burglary",
-            "week": week, "day": day, "event_id": event_id or str(uuid.uuid4()), "event_type": "polisen.incident_notice",
-            "participants": None}  # fmt: skip
+            "week": week, "day": day, "event_id": event_id or str(uuid.uuid4()),
+            "event_type": "polisen.incident_notice", "participants": None}  # fmt: skip
 
 
 def test_counts_one_and_two_never_leave_unsuppressed() -> None:
-    counts: dict[str, list[int]] = {}
+    counts = Counts()
     shown = []
     for _ in range(4):
         shown.append([(p.record.area, p.record.period_kind.value, p.record.count, p.record.suppressed)
-                      for p in apply_increment(counts, increment())])  # fmt: skip
+                      for p in counts.apply(increment())])  # fmt: skip
     both = [("Centrum", "week"), ("Centrum", "day"), (None, "week"), (None, "day")]  # the area and the total
     assert shown == [
         [(a, k, None, True) for a, k in both],  # 1: published as "<3"
@@ -42,16 +42,18 @@ def test_counts_one_and_two_never_leave_unsuppressed() -> None:
 
 
 def test_an_increment_processed_twice_counts_once_and_republishes_the_current_count() -> None:
-    counts: dict[str, list[int]] = {}
+    counts = Counts()
     incs = [increment() for _ in range(4)]
     for inc in incs:
-        apply_increment(counts, inc)
-    again = apply_increment(counts, incs[1])  # redelivered after a crash
+        counts.apply(inc)
+    again = counts.apply(incs[1])  # redelivered after a crash
     assert {p.record.count for p in again} == {4}  # every key it touches, at its current count: nothing added
     assert len(again) == 4
     for inc in incs:
-        apply_increment(counts, inc)
-    assert {len(v) for v in counts.values()} == {4}
+        counts.apply(inc)
+    assert set(counts.counts.values()) == {4}
+    restarted = Counts(dict(counts.contributions))  # what the table holds after a restart
+    assert restarted.counts == counts.counts
 
 
 def test_county_copy_is_made_once() -> None:
@@ -143,12 +145,12 @@ def burglaries(days: list[str], area: str = "Mellbystrand") -> list[dict[str, ob
 
 
 def run_series(days: list[str]) -> list[AreaAlert]:
-    counts: dict[str, list[int]] = {}
+    counts = Counts()
     state: dict[str, bool] = {}
     alerts = []
     for inc in burglaries(days):
-        apply_increment(counts, inc)
-        alert = check_wave(counts, state, inc, WaveRule())
+        counts.apply(inc)
+        alert = check_wave(counts.counts, state, inc, WaveRule())
         if alert is not None:
             alerts.append(alert)
     return alerts
