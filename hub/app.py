@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,7 +30,7 @@ from hub.contract.serde import Serde
 from hub.flows.lagesbild import COUNTS_TABLE, Counts, WaveRule, check_wave, county_increment
 from hub.flows.routing import Router
 from hub.kafka.admin import last_record, read_range
-from hub.pipeline import Message, Output, Pipeline
+from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
 from hub.settings import DEV_SECRET, HubSettings
@@ -74,12 +75,6 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
 
     # -- topics --------------------------------------------------------------------------------------
     agency_topics = app.topic(*[topics.agency(a) for a in AGENCIES], **raw)  # type: ignore[arg-type]
-    out_topics: dict[str, Any] = {}
-
-    def out(name: str) -> Any:
-        if name not in out_topics:
-            out_topics[name] = app.topic(name, **raw)  # type: ignore[arg-type]
-        return out_topics[name]
 
     # -- tables --------------------------------------------------------------------------------------
     seen = app.Table("hub-seen", default=None, partitions=n)
@@ -110,10 +105,20 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         for tp in revoked:
             chain.forget(tp.partition)
 
-    async def send(output: Output) -> None:
-        # Buffered, not awaited one by one: faust flushes the producer (and so this buffer) before it
-        # commits the source offset, which keeps at-least-once.
-        out(output.topic).send_soon(key=output.key, value=output.value, partition=output.partition)
+    def _delivered(fut: asyncio.Future[Any]) -> None:
+        if not fut.cancelled() and fut.exception() is not None:
+            # Fail-stop: committing past a message whose output was lost would break at-least-once. Exiting
+            # without a commit makes the restarted worker process it again.
+            log.critical("an output could not be produced after the producer's retries (%r): the worker stops "
+                         "without committing", fut.exception())  # fmt: skip
+            os._exit(70)
+
+    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        # Straight into the producer's batches, not awaited one by one (nor through faust's send_soon buffer,
+        # which cost more than the rest of the pipeline): faust flushes the producer before it commits a
+        # source offset, which keeps at-least-once.
+        fut: asyncio.Future[Any] = await app.producer.send(topic, key, value, partition, None, None)  # type: ignore[assignment]
+        fut.add_done_callback(_delivered)
 
     # -- agents --------------------------------------------------------------------------------------
     # The offset processed last per source partition, to notice when the stream skips ahead. faust can
@@ -124,7 +129,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     async def process(m: Message) -> None:
         result = pipeline.process(m)
         for output in result.outputs:
-            await send(output)
+            await send(output.topic, output.key, output.value, output.partition)
 
     async def repair_gap(topic: str, partition: int, start: int, end: int) -> None:
         skipped = await read_range(bootstrap, topic, partition, start, end)
@@ -172,15 +177,15 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             for pub in counts.apply(increment):
                 target = topics.deliver(pub.receiver, pub.municipality_code)
                 key = f"{pub.record.area or '-'}|{pub.record.category}|{pub.record.period}".encode()
-                out(target).send_soon(key=key, value=serde.encode(pub.record))
+                await send(target, key, serde.encode(pub.record))
             alert = check_wave(counts.counts, alerts, increment, wave_rule)
             if alert is not None:
                 target = topics.deliver("grannsamverkan", alert.municipality_code)
-                out(target).send_soon(key=alert.area.encode(), value=serde.encode(alert))
+                await send(target, alert.area.encode(), serde.encode(alert))
             county = county_increment(increment, settings.county_code)
             if county is not None:
                 county_key = f"{county['receiver']}|{settings.county_code}".encode()
-                lagesbild_topic.send_soon(key=county_key, value=json.dumps(county).encode())
+                await send(topics.lagesbild, county_key, json.dumps(county).encode())
             yield None
 
     # -- web: health, readiness, metrics ---------------------------------------------------------------
