@@ -27,7 +27,7 @@ PROMETHEUS = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "dashboards" / "samverkan-hub.json"
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 BOOTSTRAP = "kafka-1:9092,kafka-2:9092,kafka-3:9092"
-HUB_SERVICES = ("topics", "worker", "ingest", "polisen-feed")
+HUB_SERVICES = ("topics", "worker", "ingest", "web", "polisen-feed")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -264,6 +264,12 @@ def test_each_hub_service_environment_loads_as_settings(name: str, monkeypatch: 
     if name == "ingest":
         assert settings.ingest.host == "0.0.0.0"
         assert (str(settings.ingest.port), str(settings.ingest.port)) in _published_ports(service)
+    if name == "web":
+        assert settings.web.host == "0.0.0.0"
+        assert (str(settings.web.port), str(settings.web.port)) in _published_ports(service)
+        assert settings.web.session_secret.get_secret_value() != "samverkan-hub-development-only-secret"
+        assert settings.web.users, "the example env file defines web users"
+        assert settings.web.worker_metrics_url == "http://worker:6066/metrics"
 
 
 # -- Prometheus and Grafana ------------------------------------------------------------------------------
@@ -288,7 +294,7 @@ def test_prometheus_is_mounted_and_scrapes_the_services_on_their_ports() -> None
         assert host in services, f"scrape target {host} is not a compose service"
         assert port in _service_ports(host, services[host]), f"{host} does not listen on {port}"
         assert path == "/metrics"
-    assert {("worker", 6066), ("ingest", 8088)} <= {(h, p) for h, p, _ in targets}
+    assert {("worker", 6066), ("ingest", 8088), ("web", 8000)} <= {(h, p) for h, p, _ in targets}
 
 
 def _exposed_metric_names() -> set[str]:
