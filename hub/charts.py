@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt  # the backend is chosen above
+from matplotlib.ticker import MaxNLocator
 
 SUPPRESSED_LABEL = "<3"
 
@@ -55,6 +56,7 @@ def weekly_chart(rows: Sequence[WeeklyRow], title: str, fmt: str = "png", weeks:
             bars = ax.bar(xs, heights, width=width, label=category.replace("_", " "))
             ax.bar_label(bars, labels=labels, fontsize=7, padding=1)
         ax.set_xticks(range(len(periods)), periods, rotation=30, ha="right", fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no half events on the axis
         ax.set_ylabel("händelser per vecka")
         ax.set_title(title)
         if not categories:

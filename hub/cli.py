@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from hub.settings import HubSettings, get_settings
 
@@ -250,12 +251,34 @@ def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
 
     from hub import report
 
-    if args.indicators:
-        _print_json(asyncio.run(report.indicators(settings, resolve_bootstrap(settings), args.municipality)))
+    bootstrap = resolve_bootstrap(settings)
+    if args.rebuild:
+        from hub.lagesbild_rebuild import WorkersRunning, rebuild
+
+        try:
+            _print_json(asyncio.run(rebuild(settings, bootstrap)).as_dict())
+        except WorkersRunning as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         return 0
-    rows = asyncio.run(report.load(settings, resolve_bootstrap(settings), args.municipality, args.period_kind))
+    if args.municipality is None:
+        print("error: give a municipality code (e.g. 1381) or 13 for the county", file=sys.stderr)
+        return 2
+    if args.indicators:
+        _print_json(asyncio.run(report.indicators(settings, bootstrap, args.municipality)))
+        return 0
+    rows = asyncio.run(report.load(settings, bootstrap, args.municipality, args.period_kind))
     rows = report.select(rows, args.since, args.until, args.category)
-    if args.json:
+    if args.png:
+        from dataclasses import replace
+
+        from hub.charts import weekly_chart
+        from hub.web.labels import category
+
+        swedish = [replace(r, category=category(r.category)) for r in rows]
+        args.png.write_bytes(weekly_chart(swedish, f"Lägesbild {args.municipality}"))
+        print(f"wrote {args.png}")
+    elif args.json:
         print(report.as_json(rows))
     elif args.csv:
         print(report.as_csv(rows), end="")
@@ -287,6 +310,25 @@ def _demo(args: argparse.Namespace, settings: HubSettings) -> int:
     from hub.demo import run_demo
 
     return run_demo(settings, args.duration, args.rate, args.seed)
+
+
+# -- hub web ------------------------------------------------------------------------------------------
+
+
+def _web(args: argparse.Namespace, settings: HubSettings) -> int:
+    if args.new_user:
+        from hub.web import new_user_entry
+
+        if args.role == "coordinator" and not (args.receiver and args.municipality):
+            print("error: a coordinator needs --receiver and --municipality", file=sys.stderr)
+            return 2
+        password, entry = new_user_entry(args.role, args.receiver, args.municipality)
+        _print_json({"user": args.new_user, "password": password, "entry": entry})
+        return 0
+    from hub.web import run_web
+
+    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    return run_web(settings, host=args.host, port=args.port)
 
 
 # -- hub ingest ---------------------------------------------------------------------------------------
@@ -354,6 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--expires", metavar="ISO8601", help="expiry for --new-token")
     ing.set_defaults(handler=_ingest)
 
+    wb = sub.add_parser("web", help="the coordinators' and operators' web app (inbox, lägesbild, operations)")
+    wb.add_argument("--host", default=None, help="listen address (default HUB_WEB__HOST, 127.0.0.1)")
+    wb.add_argument("--port", type=int, default=None, help="TCP port (default HUB_WEB__PORT, 8080)")
+    wb.add_argument("--new-user", metavar="NAME",
+                    help="print a generated password and the hashed HUB_WEB__USERS entry for NAME, then exit")
+    wb.add_argument("--role", choices=["coordinator", "operator"], default="coordinator", help="for --new-user")
+    wb.add_argument("--receiver", help="for --new-user: the coordinator's receiver (sig, socialtjanst, ...)")
+    wb.add_argument("--municipality", metavar="CODE", help="for --new-user: e.g. 1381, or 13 for the county")
+    wb.set_defaults(handler=_web)
+
     tl = sub.add_parser("tail", help="print what a receiver sees, as it arrives")
     tl.add_argument("receiver", help="sig, socialtjanst, ungdom, vbe, hrv, medborgarloften, grannsamverkan, lagesbild")
     tl.add_argument("--municipality", "-m", metavar="CODE", help="one municipality (e.g. 1381) or 13 for the county")
@@ -387,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     fd.set_defaults(handler=_filedrop)
 
     lb = sub.add_parser("lagesbild", help="the situational picture of a municipality or the county (13)")
-    lb.add_argument("municipality", help="SCB code, e.g. 1381, or 13 for the county")
+    lb.add_argument("municipality", nargs="?", help="SCB code, e.g. 1381, or 13 for the county")
     lb.add_argument("--since", metavar="PERIOD", help="first period, e.g. 2026-W10")
     lb.add_argument("--until", metavar="PERIOD", help="last period")
     lb.add_argument("--category", action="append", help="only these categories (repeatable)")
@@ -397,6 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     fmt.add_argument("--csv", action="store_true")
     fmt.add_argument("--indicators", action="store_true",
                      help="neighbourhood-watch effect and citizen-promise follow-up (JSON)")
+    fmt.add_argument("--png", type=Path, metavar="FILE", help="write a chart of the weekly counts (PNG)")
+    fmt.add_argument("--rebuild", action="store_true",
+                     help="recompute every aggregate from the agency topics (workers stopped); prints a summary")
     lb.set_defaults(handler=_lagesbild)
 
     dm = sub.add_parser("demo", help="run everything locally with real and simulated events (Ctrl-C stops)")

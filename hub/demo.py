@@ -1,7 +1,8 @@
 """``hub demo``: the whole hub on this machine, fed with real and simulated events, on one screen.
 
-Starts (or reuses) the local Apache Kafka broker, creates the topics, starts ``hub worker`` and
-``hub ingest`` as child processes, replays the 300 real police events from ``../shared/data`` through
+Starts (or reuses) the local Apache Kafka broker, creates the topics, starts ``hub worker``,
+``hub ingest`` and ``hub web`` (with demo users and generated passwords, printed with the URL) as child
+processes, replays the 300 real police events from ``../shared/data`` through
 the police open-feed connector (served by a local HTTP server standing in for polisen.se), and posts
 simulated traffic from every agency through the authenticated ingest gateway. Every two seconds it prints
 events in, deliveries per receiver, refusals and dead letters (from the worker's /metrics) and the latest
@@ -30,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.gateway.auth import hash_token
 from connectors.polisen_feed.connector import PolisenFeedConnector
-from connectors.simulator.generate import Simulator
+from connectors.simulator.generate import Simulator, replay_start
 from hub.contract.errors import ContractError
 from hub.contract.outputs import Delivery
 from hub.contract.serde import Serde
@@ -41,6 +42,17 @@ from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
 from hub.tail import readable
 from hub.topics import AGENCIES, Topics
+from hub.web.auth import COOKIE_NAME, new_user_entry
+
+DEMO_USERS = {
+    "laholm-sig": ("coordinator", "sig", "1381"),
+    "halmstad-socialtjanst": ("coordinator", "socialtjanst", "1380"),
+    "laholm-lagesbild": ("coordinator", "lagesbild", "1381"),
+    "lansstyrelsen": ("coordinator", "lagesbild", "13"),
+    "drift": ("operator", None, None),
+}
+"""The web app's demo users: a Laholm SIG coordinator, Halmstad's social services, Laholm's samverkan meeting,
+Länsstyrelsen (the county lägesbild) and an operator."""
 
 
 class Demo:
@@ -54,6 +66,9 @@ class Demo:
         self.bootstrap = ""
         self.worker_port = free_port()
         self.ingest_port = free_port()
+        self.web_port = free_port()
+        self.web_logins = {name: new_user_entry(role, receiver, code)
+                           for name, (role, receiver, code) in DEMO_USERS.items()}  # fmt: skip
         self.tokens = {a: secrets.token_urlsafe(24) for a in AGENCIES}
         self.logs = settings.state_dir / "demo"
         self.stop = asyncio.Event()
@@ -80,6 +95,10 @@ class Demo:
             HUB_WORKER__WEB_PORT=str(self.worker_port),
             HUB_INGEST__PORT=str(self.ingest_port),
             HUB_INGEST__TOKENS=json.dumps({a: [hash_token(t)] for a, t in self.tokens.items()}),
+            HUB_WEB__PORT=str(self.web_port),
+            HUB_WEB__USERS=json.dumps({name: entry for name, (_pw, entry) in self.web_logins.items()}),
+            HUB_WEB__SESSION_SECRET=secrets.token_urlsafe(32),
+            HUB_WEB__WORKER_METRICS_URL=f"http://127.0.0.1:{self.worker_port}/metrics",
         )
         return env
 
@@ -149,7 +168,7 @@ class Demo:
 
     async def simulate(self) -> None:
         """Post simulated events through the ingest gateway, each agency with its own token."""
-        sim = Simulator(self.seed, datetime.now(UTC).replace(microsecond=0))
+        sim = Simulator(self.seed, replay_start(datetime.now(UTC), self.rate, self.duration_s))
         url = f"http://127.0.0.1:{self.ingest_port}/v1/events"
         started = time.monotonic()
         batch: dict[str, list[str]] = {a: [] for a in AGENCIES}
@@ -192,6 +211,39 @@ class Demo:
         finally:
             await consumer.stop()
 
+    # -- the web app ---------------------------------------------------------------------------------
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def web_lines(self) -> list[str]:
+        lines = [f"  web app {self.web_url}/login  (users and generated passwords for this run):"]
+        for name, (password, entry) in self.web_logins.items():
+            scope = "operations" if entry["role"] == "operator" else f"{entry['receiver']} {entry['municipality']}"
+            lines.append(f"    {name:<22} {password:<18} {scope}")
+        return lines
+
+    async def check_web(self) -> dict[str, Any]:
+        """Log in as the Laholm SIG coordinator and open the inbox, as a person would."""
+        name = "laholm-sig"
+        password, _entry = self.web_logins[name]
+        result: dict[str, Any] = {"url": self.web_url, "login": False, "inbox_status": None}
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as s:
+                async with s.post(f"{self.web_url}/login", data={"username": name, "password": password},
+                                  allow_redirects=False) as r:  # fmt: skip
+                    cookie = r.cookies.get(COOKIE_NAME)
+                    result["login"] = r.status == 303 and cookie is not None
+                    home = r.headers.get("Location", "")
+                if cookie is not None:
+                    headers = {"Cookie": f"{COOKIE_NAME}={cookie.value}"}
+                    async with s.get(f"{self.web_url}{home}", headers=headers, allow_redirects=False) as r:
+                        result["inbox_status"] = r.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            result["error"] = type(exc).__name__
+        return result
+
     # -- the screen ----------------------------------------------------------------------------------
 
     async def metrics(self) -> dict[str, Counter[str]]:
@@ -222,6 +274,7 @@ class Demo:
             f"Samverkan Hub demo — {elapsed:5.0f} s   (Ctrl-C stops everything)",
             f"  ingest  http://127.0.0.1:{self.ingest_port}/v1/events   worker metrics "
             f"http://127.0.0.1:{self.worker_port}/metrics   kafka {self.bootstrap}",
+            *self.web_lines(),
             f"  sent: police feed {self.police_replayed} real notices, simulated "
             + ", ".join(f"{a} {n}" for a, n in sorted(self.sent.items())),
             f"  events in {received}   refused {sum(refused.values())}   dead letters {sum(dead.values())}"
@@ -237,8 +290,11 @@ class Demo:
         await ensure_topics(self.bootstrap, hub_topics(self.settings))
         self.spawn("worker", "worker")
         self.spawn("ingest", "ingest")
+        self.spawn("web", "web")
         await self.wait_ready("worker", f"http://127.0.0.1:{self.worker_port}/ready")
         await self.wait_ready("ingest", f"http://127.0.0.1:{self.ingest_port}/ready")
+        await self.wait_ready("web", f"{self.web_url}/ready")
+        print("\n".join(self.web_lines()), flush=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stop.set)
@@ -257,6 +313,7 @@ class Demo:
                 self.stop.set()
         await asyncio.sleep(3)  # let the worker finish what was sent
         last = await self.metrics() or last
+        web_check = await self.check_web()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -269,6 +326,7 @@ class Demo:
             "deadletters": sum(last.get("hub_deadletters_total", Counter()).values()),
             "police_replayed": self.police_replayed,
             "simulated_sent": dict(self.sent),
+            "web": web_check,
         }
 
 

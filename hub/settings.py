@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The repository root when running from a checkout (``hub/`` lives directly below it).
@@ -92,6 +92,60 @@ class LagesbildSettings(BaseModel):
     alert_trailing_weeks: int = 8
 
 
+class WebUser(BaseModel):
+    """One person who may log in to ``hub web``: a coordinator of one receiver in one municipality, or an
+    operator. ``hub web --new-user NAME`` prints an entry with a generated password."""
+
+    password_hash: str
+    """``scrypt$<n>$<r>$<p>$<salt>$<hash>`` (base64); the password itself is never stored."""
+    role: Literal["coordinator", "operator"] = "coordinator"
+    """A coordinator sees one receiver's inbox (and, for ``lagesbild``, the lägesbild); an operator sees the
+    operations page only, never an inbox."""
+    receiver: str | None = None
+    """The coordinator's receiver (``sig``, ``socialtjanst``, ..., ``lagesbild``); None for an operator."""
+    municipality: str | None = None
+    """SCB code of the coordinator's municipality (``1381``), or the county code (``13``)."""
+    display_name: str | None = None
+    """Shown in the page header instead of the user name."""
+
+    @model_validator(mode="after")
+    def _scope(self) -> WebUser:
+        if self.role == "coordinator" and (not self.receiver or not self.municipality):
+            raise ValueError("a coordinator needs a receiver and a municipality")
+        if self.role == "operator" and (self.receiver or self.municipality):
+            raise ValueError("an operator has no receiver or municipality")
+        return self
+
+
+class WebSettings(BaseModel):
+    """The coordinators' and operators' web app (``hub web``); see docs/web.md."""
+
+    host: str = "127.0.0.1"
+    """Interface the web app listens on (put a TLS-terminating proxy in front in production)."""
+    port: int = 8080
+    """TCP port of the web app."""
+    users: dict[str, WebUser] = Field(default_factory=dict)
+    """Who may log in: user name -> entry (``HUB_WEB__USERS='{"laholm-sig": {"password_hash": "scrypt$...",
+    "receiver": "sig", "municipality": "1381"}}'``)."""
+    session_secret: SecretStr = SecretStr(DEV_SECRET)
+    """Key that signs session cookies. The default is for development only; ``hub web`` warns when it is used."""
+    session_ttl_s: float = 8 * 3600.0
+    """How long a login lasts."""
+    cookie_secure: bool = True
+    """Send the session cookie over HTTPS only; turn off only for plain-HTTP development on localhost."""
+    worker_metrics_url: str | None = None
+    """The worker's /metrics for the operations page; default ``http://<worker.web_host>:<worker.web_port>/metrics``."""
+    inbox_size: int = 50
+    """Newest deliveries an inbox page shows (and keeps as new ones arrive)."""
+    sse_heartbeat_s: float = 15.0
+    """Seconds between keep-alive comments on an idle live inbox stream."""
+    login_max_failures: int = 5
+    """Failed logins for one user name within ``login_failure_window_s`` before further attempts get 429."""
+    login_failure_window_s: float = 900.0
+    operator_cache_s: float = 10.0
+    """How long the operations page reuses what it read (audit chain, dead letters, lag) before reading again."""
+
+
 class HubSettings(BaseSettings):
     """All settings of the hub, its connectors and its tools."""
 
@@ -135,6 +189,7 @@ class HubSettings(BaseSettings):
     """How long an event id is remembered to drop redelivered or re-sent events (default 7 days)."""
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     lagesbild: LagesbildSettings = Field(default_factory=LagesbildSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     log_level: str = "INFO"
 
     @property

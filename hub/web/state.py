@@ -1,0 +1,88 @@
+"""What every handler shares (settings, session signer, metrics) and the guards each page starts with."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from aiohttp import web
+
+from hub.contract.serde import Serde
+from hub.settings import HubSettings
+from hub.topics import Topics
+from hub.web.auth import COOKIE_NAME, LoginThrottle, Session, SessionSigner
+from hub.web.metrics import WebMetrics
+from hub.web.scope import Scope
+from hub.web.templates import error_page
+
+
+@dataclass
+class WebState:
+    settings: HubSettings
+    bootstrap: str
+    signer: SessionSigner
+    throttle: LoginThrottle
+    metrics: WebMetrics = field(default_factory=WebMetrics)
+    serde: Serde = field(default_factory=Serde)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_namespace)
+
+    @property
+    def codes(self) -> list[str]:
+        return [*self.settings.municipality_codes, self.settings.county_code]
+
+    def session(self, request: web.Request) -> Session | None:
+        return self.signer.read(request.cookies.get(COOKIE_NAME), self.settings.web.users)
+
+    def scope(self, request: web.Request) -> Scope | None:
+        session = self.session(request)
+        return None if session is None else self.scope_for(session.user)
+
+    def scope_for(self, username: str) -> Scope:
+        return Scope(username, self.settings.web.users[username])
+
+    def still_valid(self, session: Session) -> bool:
+        """For long-lived streams: the session has not expired or been logged out since it was checked."""
+        return session.expires > self.signer.clock() and session.sid not in self.signer.revoked
+
+
+STATE: web.AppKey[WebState] = web.AppKey("web_state", WebState)
+
+
+def html_response(body: str, status: int = 200) -> web.Response:
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "other"
+
+
+def require_page(request: web.Request) -> Scope:
+    """The logged-in user's scope; an anonymous visitor is sent to the login page (and back after)."""
+    scope = request.app[STATE].scope(request)
+    if scope is None:
+        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='/')}")
+    return scope
+
+
+def require_api(request: web.Request) -> Scope:
+    """The logged-in user's scope; 401 for an anonymous request (streams and images cannot redirect)."""
+    scope = request.app[STATE].scope(request)
+    if scope is None:
+        raise web.HTTPUnauthorized(text="inloggning krävs", content_type="text/plain")
+    return scope
+
+
+def forbid(request: web.Request, scope: Scope) -> web.HTTPForbidden:
+    """403 for a request outside ``scope`` (counted), as a Swedish page."""
+    request.app[STATE].metrics.forbidden.labels(_route(request)).inc()
+    return web.HTTPForbidden(text=error_page(403, scope), content_type="text/html")
+
+
+def not_found(scope: Scope | None) -> web.HTTPNotFound:
+    return web.HTTPNotFound(text=error_page(404, scope), content_type="text/html")
