@@ -1,14 +1,16 @@
 """Benchmark of the ingest gateway (``hub ingest``): acknowledged events/s and end-to-end latency.
 
-Runs the gateway in-process on 127.0.0.1 against a real broker (``--bootstrap``, else
-``HUB_KAFKA_BOOTSTRAP``, else a LocalBroker started in a temporary folder) and measures:
+Runs the gateway in-process on 127.0.0.1 (client and gateway share one Python process) against a real
+broker (``--bootstrap``, else ``HUB_KAFKA_BOOTSTRAP``, else a LocalBroker started in a temporary folder)
+and measures:
 
 * single-event mode: ``--concurrency`` clients each posting one JSON event per request;
 * batch mode: NDJSON batches of ``--batch`` events;
 * latency: single events offered at ``--rate`` events/s for ``--duration`` s; the time from sending the
   HTTP request to the event being readable on the agency topic (p50/p99).
 
-Every figure is the median of ``--runs`` runs. Acks are ``acks="all"`` (idempotent producer).
+Every figure is the median of ``--runs`` runs. Acks are ``acks="all"`` (idempotent producer). ``run()`` is
+one run, returning the figures as a dict (``python -m bench`` calls it).
 
     .venv/bin/python bench/bench_ingest.py --events 5000 --batch 500 --runs 3
 """
@@ -34,9 +36,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.support import standalone_broker
 from connectors.gateway import create_app, hash_token
 from hub.contract.serde import Serde
-from hub.kafka.local import LocalBroker, free_port
+from hub.deadline import Deadline
+from hub.kafka.local import free_port
 from hub.settings import HubSettings, IngestSettings
 
 TOKEN = "bench-token"  # noqa: S105 - a benchmark's throwaway token
@@ -156,10 +160,12 @@ async def latency_mode(
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))], len(lat)
 
 
-async def bench(args: argparse.Namespace, bootstrap: str, state: Path) -> None:
+async def run(bootstrap: str, state_dir: Path, *, events: int = 5000, batch: int = 500, concurrency: int = 32,
+              rate: float = 500.0, duration: float = 10.0) -> dict[str, float]:  # fmt: skip
+    """One run of every mode against a fresh in-process gateway on its own topic namespace."""
     ns = f"bench-{uuid.uuid4().hex[:6]}."
     settings = HubSettings(
-        kafka_bootstrap=bootstrap, state_dir=state, topic_namespace=ns,
+        kafka_bootstrap=bootstrap, state_dir=state_dir, topic_namespace=ns,
         ingest=IngestSettings(tokens={"kommun": [hash_token(TOKEN)]}, max_in_flight=1_000_000),
     )  # fmt: skip
     app = create_app(settings)
@@ -168,39 +174,21 @@ async def bench(args: argparse.Namespace, bootstrap: str, state: Path) -> None:
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     url = f"http://127.0.0.1:{port}/v1/events"
-    results: dict[str, list[float]] = {"single": [], "batch": [], "p50": [], "p99": []}
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
-            deadline = time.monotonic() + 60
+            deadline = Deadline(60, "the gateway to connect to Kafka")
             while True:  # wait until the producer is connected (503 before)
                 async with session.post(url, data=json.dumps(event_doc(0)), headers=HEADERS_JSON) as r:
                     if r.status == 202:
                         break
-                if time.monotonic() > deadline:
-                    raise SystemExit("the gateway did not connect to Kafka")
+                deadline.check()
                 await asyncio.sleep(0.2)
-            for run in range(args.runs):
-                single = await single_mode(session, url, args.events, args.concurrency)
-                batch = await batch_mode(session, url, args.events, args.batch, 4)
-                p50, p99, seen = await latency_mode(session, url, bootstrap, f"{ns}agency.kommun.events",
-                                                    args.rate, args.duration)
-                print(f"run {run + 1}: single {single:,.0f}/s  batch {batch:,.0f}/s  "
-                      f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms ({seen} events)", file=sys.stderr)
-                results["single"].append(single)
-                results["batch"].append(batch)
-                results["p50"].append(p50)
-                results["p99"].append(p99)
+            single = await single_mode(session, url, events, concurrency)
+            batched = await batch_mode(session, url, events, batch, 4)
+            p50, p99, seen = await latency_mode(session, url, bootstrap, f"{ns}agency.kommun.events", rate, duration)
     finally:
         await runner.cleanup()
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print()
-    print(f"ingest gateway, {args.events} events per mode, median of {args.runs} runs, acks=all, Kafka {bootstrap}")
-    print("| mode | result |")
-    print("|---|---|")
-    print(f"| single event per request ({args.concurrency} concurrent clients) | {med['single']:,.0f} events/s |")
-    print(f"| NDJSON batches of {args.batch} (4 concurrent clients) | {med['batch']:,.0f} events/s |")
-    print(f"| latency request → readable on topic at {args.rate:g} events/s for {args.duration:g} s | "
-          f"p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms |")
+    return {"single_eps": single, "batch_eps": batched, "p50_ms": p50, "p99_ms": p99, "latency_events": seen}
 
 
 def main() -> int:
@@ -213,18 +201,24 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of the latency mode")
     parser.add_argument("--bootstrap", default=os.environ.get("HUB_KAFKA_BOOTSTRAP"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
-        broker: LocalBroker | None = None
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            broker = LocalBroker(Path(tmp) / "kafka", port=free_port(), controller_port=free_port())
-            print("starting a local Kafka broker ...", file=sys.stderr)
-            bootstrap = broker.up()
-        try:
-            asyncio.run(bench(args, bootstrap, Path(tmp)))
-        finally:
-            if broker is not None:
-                broker.down()
+    results: list[dict[str, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp, \
+            standalone_broker(args.bootstrap, Path(tmp)) as bootstrap:  # fmt: skip
+        for i in range(args.runs):
+            r = asyncio.run(run(bootstrap, Path(tmp), events=args.events, batch=args.batch,
+                                concurrency=args.concurrency, rate=args.rate, duration=args.duration))  # fmt: skip
+            results.append(r)
+            print(f"run {i + 1}: single {r['single_eps']:,.0f}/s  batch {r['batch_eps']:,.0f}/s  latency p50 "
+                  f"{r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms ({r['latency_events']:.0f} events)", file=sys.stderr)
+    med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print()
+    print(f"ingest gateway, {args.events} events per mode, median of {args.runs} runs, acks=all, Kafka {bootstrap}")
+    print("| mode | result |")
+    print("|---|---|")
+    print(f"| single event per request ({args.concurrency} concurrent clients) | {med['single_eps']:,.0f} events/s |")
+    print(f"| NDJSON batches of {args.batch} (4 concurrent clients) | {med['batch_eps']:,.0f} events/s |")
+    print(f"| latency request → readable on topic at {args.rate:g} events/s for {args.duration:g} s | "
+          f"p50 {med['p50_ms']:.1f} ms, p99 {med['p99_ms']:.1f} ms |")
     return 0
 
 

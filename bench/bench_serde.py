@@ -4,25 +4,22 @@ Both sides do the full model round trip: Avro = ``encode(model)`` → ``decode(b
 fastavro, pydantic validation); JSON = ``model_dump(mode="json")`` → ``json.dumps`` → ``json.loads`` →
 ``model_validate``. Runs alternate side by side; the median of ``--runs`` is reported in events/s.
 
-    .venv/bin/python bench/bench_serde.py --n 20000 --runs 5 [--write-docs]
+    .venv/bin/python bench/bench_serde.py --n 20000 --runs 5
+
+``measure(n, runs)`` returns the figures as a dict; ``python -m bench`` calls it once per run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
-from pathlib import Path
+from datetime import UTC, datetime
 
 from hub.contract.events import MinorSuspected
 from hub.contract.serde import Serde
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def sample_event() -> MinorSuspected:
@@ -75,7 +72,8 @@ def run_json(event: MinorSuspected, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def measure(n: int, runs: int) -> dict[str, float]:
+def measure(n: int, runs: int = 1) -> dict[str, float]:
+    """Avro and JSON round trips per second (median of ``runs``), their ratio and bytes per event."""
     serde = Serde()
     event = sample_event()
     assert serde.decode(serde.encode(event)) == event
@@ -101,52 +99,15 @@ def measure(n: int, runs: int) -> dict[str, float]:
     }
 
 
-def docs_section(r: dict[str, float], n: int, runs: int) -> str:
-    return "\n".join(
-        [
-            "## Serde",
-            "",
-            f"`bench/bench_serde.py --n {n} --runs {runs}` on {date.today().isoformat()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}. One "
-            "`polisen.minor_suspected` event with a subject, full model round trip (encode + decode + "
-            "pydantic validation), median of runs, both sides run alternately in the same process.",
-            "",
-            "| format | events/s (encode+decode) | bytes per event |",
-            "|---|---:|---:|",
-            f"| Avro single-object encoding (fastavro) | {r['avro_eps']:,.0f} | {r['avro_bytes']:.0f} |",
-            f'| JSON (`model_dump(mode="json")` → `json.dumps/loads` → `model_validate`) | '
-            f"{r['json_eps']:,.0f} | {r['json_bytes']:.0f} |",
-            "",
-            f"Avro / JSON throughput ratio: {r['ratio']:.2f}.",
-            "",
-        ]
-    )
-
-
-def write_docs(section: str, path: Path) -> None:
-    """Replace (or add) the ``## Serde`` section of docs/benchmarks.md, leaving other sections alone."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\nMeasured figures.\n\n"
-    start = text.find("## Serde")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=20000, help="events per run")
     parser.add_argument("--runs", type=int, default=5, help="runs per side (median reported)")
-    parser.add_argument("--write-docs", action="store_true", help="update the Serde section of docs/benchmarks.md")
     args = parser.parse_args()
     r = measure(args.n, args.runs)
     print(f"avro: {r['avro_eps']:,.0f} events/s ({r['avro_bytes']:.0f} bytes)")
     print(f"json: {r['json_eps']:,.0f} events/s ({r['json_bytes']:.0f} bytes)")
     print(f"ratio avro/json: {r['ratio']:.2f}")
-    if args.write_docs:
-        write_docs(docs_section(r, args.n, args.runs), REPO / "docs" / "benchmarks.md")
 
 
 if __name__ == "__main__":

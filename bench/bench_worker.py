@@ -17,7 +17,8 @@ else a LocalBroker in a temporary folder):
    the worker's ``hub_processing_seconds`` histogram (``/metrics``).
 
 Figures are the median of ``--runs`` runs. With ``--profile`` one extra run (not counted) records the
-worker with ``py-spy record --format raw`` and prints where the time goes.
+worker with ``py-spy record --format raw`` and prints where the time goes. ``one_run()`` is one run,
+returning the figures as a dict (``python -m bench`` calls it); the worker's peak RSS is sampled too.
 
     .venv/bin/python bench/bench_worker.py --events 20000 --runs 3 --profile
 """
@@ -36,7 +37,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -46,9 +46,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.rss import PeakRss
+from bench.support import hub_env, standalone_broker
 from hub.contract.serde import Serde
 from hub.kafka.admin import ensure_topics, hub_topics
-from hub.kafka.local import LocalBroker, free_port
+from hub.kafka.local import free_port
 from hub.pseudonym import Pseudonymiser
 from hub.reconcile import reconcile
 from hub.settings import HubSettings
@@ -68,18 +70,6 @@ def encode_events(n: int) -> Encoded:
         key = pseudonyms.person_key(env.subject.personnummer) if env.subject else env.municipality_code
         out.append((env.source_agency.value, key.encode(), serde.encode(e)))
     return out
-
-
-@dataclass
-class RunResult:
-    pt_rate: float
-    pt_rate_incl: float
-    worker_rate: float
-    worker_rate_incl: float
-    p50_ms: float
-    p99_ms: float
-    startup_s: float
-    before_ready: int
 
 
 # -- setup ---------------------------------------------------------------------------------------------
@@ -140,15 +130,6 @@ async def passthrough(bootstrap: str, topics: Topics, output_topic: str, n: int)
 # -- (B) the worker ------------------------------------------------------------------------------------
 
 
-def worker_env(bootstrap: str, namespace: str, state_dir: Path, web_port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(
-        HUB_KAFKA_BOOTSTRAP=bootstrap, HUB_TOPIC_NAMESPACE=namespace, HUB_WORKER__APP_ID=f"{namespace}hub",
-        HUB_STATE_DIR=str(state_dir), HUB_WORKER__WEB_PORT=str(web_port),
-    )  # fmt: skip
-    return env
-
-
 BUCKET = re.compile(r'^hub_processing_seconds_bucket\{le="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
@@ -183,15 +164,18 @@ async def audit_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> 
 
 
 async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: Path, quiet_s: float,
-                     profile_out: Path | None = None) -> tuple[float, float, float, float, float, int]:  # fmt: skip
-    """(steady events/s, events/s incl. start, p50 s, p99 s, start-to-ready s, audit records before ready)."""
+                     profile_out: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """Steady events/s, events/s incl. start, p50/p99 ms, start-to-ready s, audit records before ready and
+    the worker's peak RSS (MiB)."""
     namespace = settings.topic_namespace
     topics = Topics(namespace)
     port = free_port()
     log = (state_dir / "worker.log").open("ab")
     t_launch = time.perf_counter()
     proc = launch([sys.executable, "-m", "hub.cli", "worker", "-l", "warn"],
-                  env=worker_env(bootstrap, namespace, state_dir, port), stdout=log)  # fmt: skip
+                  env=hub_env(bootstrap, namespace, state_dir, HUB_WORKER__WEB_PORT=str(port)), stdout=log)  # fmt: skip
+    rss = PeakRss().start()
+    rss.watch("worker", proc.pid)
     spy: subprocess.Popen[bytes] | None = None
     if profile_out is not None:
         spy = launch([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "200",
@@ -246,6 +230,7 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
                 spy.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 spy.kill()
+        rss.stop()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -257,14 +242,19 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
     assert t_ready is not None
     t0 = min(t_ready, t_first_growth or t_ready)
     p50, p99 = histogram_quantiles(metrics_text, (0.5, 0.99))
-    return n / (t_last_growth - t0), n / (t_last_growth - t_launch), p50, p99, t_ready - t_launch, before_ready
+    return {
+        "worker_eps": n / (t_last_growth - t0), "worker_eps_incl": n / (t_last_growth - t_launch),
+        "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "startup_s": t_ready - t_launch, "before_ready": before_ready,
+        "rss_mib": rss.peak_mib("worker"),
+    }  # fmt: skip
 
 
 # -- one run -------------------------------------------------------------------------------------------
 
 
 async def one_run(bootstrap: str, events: Encoded, quiet_s: float, work: Path,
-                  profile_out: Path | None = None) -> RunResult:  # fmt: skip
+                  profile_out: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """One run in a fresh namespace: the passthrough, then the worker, on the same backlog."""
     namespace = f"bench{uuid.uuid4().hex[:6]}."
     state_dir = work / namespace.rstrip(".")
     state_dir.mkdir(parents=True)
@@ -275,8 +265,9 @@ async def one_run(bootstrap: str, events: Encoded, quiet_s: float, work: Path,
     await produce_backlog(bootstrap, topics, events)
     n = len(events)
     pt, pt_incl = await passthrough(bootstrap, topics, output_topic, n)
-    w, w_incl, p50, p99, startup, before = await run_worker(bootstrap, settings, n, state_dir, quiet_s, profile_out)
-    return RunResult(pt, pt_incl, w, w_incl, p50 * 1000, p99 * 1000, startup, before)
+    result = await run_worker(bootstrap, settings, n, state_dir, quiet_s, profile_out)
+    return {"passthrough_eps": pt, "passthrough_eps_incl": pt_incl, **result,
+            "ratio": result["worker_eps"] / pt}  # fmt: skip
 
 
 # -- the profile ---------------------------------------------------------------------------------------
@@ -357,56 +348,49 @@ def main() -> None:
     ap.add_argument("--profile-out", type=Path, default=Path(tempfile.gettempdir()) / "worker_profile.txt")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp, \
+            standalone_broker(args.bootstrap, Path(tmp)) as bootstrap:  # fmt: skip
         work = Path(tmp)
-        broker: LocalBroker | None = None
-        bootstrap = args.bootstrap
-        if not bootstrap:
-            broker = LocalBroker(work / "kafka", port=free_port(), controller_port=free_port())
-            broker.up()
-            bootstrap = broker.bootstrap
-        try:
-            t = time.perf_counter()
-            events = encode_events(args.events)
-            print(f"encoded {len(events)} events in {time.perf_counter() - t:.1f} s; broker {bootstrap}", flush=True)
-            results: list[RunResult] = []
-            for i in range(args.runs):
-                r = asyncio.run(one_run(bootstrap, events, args.quiet, work))
-                results.append(r)
-                print(f"run {i + 1}: passthrough {r.pt_rate:,.0f} ev/s ({r.pt_rate_incl:,.0f} incl. start), "
-                      f"worker {r.worker_rate:,.0f} ev/s ({r.worker_rate_incl:,.0f} incl. start, ready after "
-                      f"{r.startup_s:.1f} s, {r.before_ready} audit records before ready), "
-                      f"p50 {r.p50_ms:.3f} ms p99 {r.p99_ms:.3f} ms", flush=True)  # fmt: skip
-            print_table(args.events, results)
-            if args.profile:
-                args.profile_out.unlink(missing_ok=True)
-                r = asyncio.run(one_run(bootstrap, events, args.quiet, work, args.profile_out))
-                print(f"\nprofiled run (not counted): worker {r.worker_rate:,.0f} ev/s under py-spy")
-                summarise_profile(args.profile_out)
-        finally:
-            if broker is not None:
-                broker.down()
+        t = time.perf_counter()
+        events = encode_events(args.events)
+        print(f"encoded {len(events)} events in {time.perf_counter() - t:.1f} s; broker {bootstrap}", flush=True)
+        results: list[dict[str, float]] = []
+        for i in range(args.runs):
+            r = asyncio.run(one_run(bootstrap, events, args.quiet, work))
+            results.append(r)
+            print(f"run {i + 1}: passthrough {r['passthrough_eps']:,.0f} ev/s ({r['passthrough_eps_incl']:,.0f} incl. "
+                  f"start), worker {r['worker_eps']:,.0f} ev/s ({r['worker_eps_incl']:,.0f} incl. start, ready after "
+                  f"{r['startup_s']:.1f} s, {r['before_ready']:.0f} audit records before ready), "
+                  f"p50 {r['p50_ms']:.3f} ms p99 {r['p99_ms']:.3f} ms, peak RSS {r['rss_mib']:.0f} MiB",
+                  flush=True)  # fmt: skip
+        print_table(args.events, results)
+        if args.profile:
+            args.profile_out.unlink(missing_ok=True)
+            r = asyncio.run(one_run(bootstrap, events, args.quiet, work, args.profile_out))
+            print(f"\nprofiled run (not counted): worker {r['worker_eps']:,.0f} ev/s under py-spy")
+            summarise_profile(args.profile_out)
 
 
-def print_table(n: int, results: list[RunResult]) -> None:
+def print_table(n: int, results: list[dict[str, float]]) -> None:
     def med(f: str) -> float:
-        return statistics.median(getattr(r, f) for r in results)
+        return statistics.median(r[f] for r in results)
 
-    pt, w = med("pt_rate"), med("worker_rate")
+    pt, w = med("passthrough_eps"), med("worker_eps")
     rows = [
         ("events/s (steady)", f"{pt:,.0f}", f"{w:,.0f}"),
-        ("events/s (incl. start)", f"{med('pt_rate_incl'):,.0f}", f"{med('worker_rate_incl'):,.0f}"),
-        ("worker / passthrough", "", f"{w / pt:.3f}x"),
+        ("events/s (incl. start)", f"{med('passthrough_eps_incl'):,.0f}", f"{med('worker_eps_incl'):,.0f}"),
+        ("worker / passthrough", "", f"{med('ratio'):.3f}x"),
         ("per-message p50 (ms)", "", f"{med('p50_ms'):.3f}"),
         ("per-message p99 (ms)", "", f"{med('p99_ms'):.3f}"),
         ("start to /ready (s)", "", f"{med('startup_s'):.1f}"),
+        ("peak RSS (MiB)", "", f"{med('rss_mib'):.0f}"),
     ]
     print(f"\nWorker throughput, {n} mixed events, median of {len(results)} run(s):\n")
     print(f"  {'':<24} {'passthrough':>14} {'hub worker':>14}")
     for label, a, b in rows:
         print(f"  {label:<24} {a:>14} {b:>14}")
     print("\n  per run (passthrough / worker ev/s): "
-          + ", ".join(f"{r.pt_rate:,.0f} / {r.worker_rate:,.0f}" for r in results))  # fmt: skip
+          + ", ".join(f"{r['passthrough_eps']:,.0f} / {r['worker_eps']:,.0f}" for r in results))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -27,9 +27,10 @@ from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import COUNTS_TABLE, Counts, WaveRule, check_wave, county_increment
+from hub.flows.lagesbild import WaveRule, check_wave, contribution_key, county_increment
 from hub.flows.routing import Router
 from hub.kafka.admin import last_record, read_range
+from hub.lagesbild_store import LagesbildStore, encode_record
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
@@ -158,12 +159,17 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
 
     # -- the lägesbild stage: increments keyed by receiver|municipality → aggregates ----------------------
     lagesbild_topic = app.topic(topics.lagesbild, **raw)  # type: ignore[arg-type]
-    counted = app.Table(COUNTS_TABLE, default=None, partitions=n)  # event → aggregate keys: idempotent counts
-    counts = Counts(counted)
+    store = LagesbildStore(bootstrap, topics.lagesbild_state)
 
-    @counted.on_recover
-    async def _recount() -> None:  # after a restart or rebalance: the counts of what the table holds now
-        counts.recount()
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def _load_lagesbild(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
+        store.assign(tp.partition for tp in assigned if tp.topic == topics.lagesbild)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget_lagesbild(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
+        store.revoke(tp.partition for tp in revoked if tp.topic == topics.lagesbild)
 
     alerts = app.Table("hub-lagesbild-alerts", default=bool, partitions=n)
     lb = settings.lagesbild
@@ -172,12 +178,18 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
 
     @app.agent(lagesbild_topic, name="hub.lagesbild")
     async def aggregate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for raw_increment in stream:
-            increment = json.loads(raw_increment)
+        async for event in stream.events():
+            partition = event.message.partition
+            counts = await store.counts(partition)
+            increment = json.loads(event.value)
+            record = contribution_key(increment)
+            new = record not in counts.contributions
             for pub in counts.apply(increment):
                 target = topics.deliver(pub.receiver, pub.municipality_code)
                 key = f"{pub.record.area or '-'}|{pub.record.category}|{pub.record.period}".encode()
                 await send(target, key, serde.encode(pub.record))
+            if new:  # written through before the offset is committed (the producer is flushed first)
+                await send(topics.lagesbild_state, *encode_record(record, counts.contributions[record]), partition)
             alert = check_wave(counts.counts, alerts, increment, wave_rule)
             if alert is not None:
                 target = topics.deliver("grannsamverkan", alert.municipality_code)
@@ -196,7 +208,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     @app.page("/ready")
     async def ready(view: View, request: Request) -> Response:
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        ok = recovered and not app.rebalancing
+        ok = recovered and not app.rebalancing and store.ready()
         return view.text("ready" if ok else "starting", status=200 if ok else 503)
 
     @app.page("/metrics")

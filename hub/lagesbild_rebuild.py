@@ -6,8 +6,8 @@ workers stopped (it refuses otherwise: a running worker would keep its old state
 1. reads every agency topic from offset 0 and runs each message through the same pipeline the worker runs
    (rules, gate, deduplication) in memory, keeping only the lägesbild increments;
 2. counts them as the worker does (:func:`hub.flows.lagesbild.apply_increment`, county copies included);
-3. replaces the worker's table of counted events: a record for every event counted, tombstones for records
-   that no longer hold, each written to the changelog partition the worker reads it from;
+3. replaces the stage's state (``hub.lagesbild-state``): a record for every event counted, tombstones for
+   records that no longer hold, each written to the partition the worker reads it from;
 4. publishes the recomputed aggregate of every key to ``deliver.<receiver>.<kommunkod>``, so receivers' latest
    figures are the corrected ones (suppression below 3 as always).
 
@@ -29,9 +29,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import COUNTS_TABLE, Counts, Publication, aggregate, aggregate_keys, county_increment
+from hub.flows.lagesbild import Counts, Publication, aggregate, aggregate_keys, county_increment
 from hub.flows.routing import Router
 from hub.kafka.read import read_to_end
+from hub.lagesbild_store import encode_record
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
@@ -57,11 +58,6 @@ class RebuildReport:
     def as_dict(self) -> dict[str, int]:
         return {"source_messages": self.source_messages, "increments": self.increments, "keys": self.keys,
                 "removed_keys": self.removed_keys, "published": self.published}  # fmt: skip
-
-
-def changelog_topic(settings: HubSettings) -> str:
-    """The changelog of the worker's table of counted events (faust names it ``<app id>-<table>-changelog``)."""
-    return f"{settings.worker.app_id}-{COUNTS_TABLE}-changelog"
 
 
 async def active_members(bootstrap: str, group: str) -> int:
@@ -112,13 +108,13 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
     report.increments, report.keys = len(increments), len(counts.counts)
 
     topics = Topics(settings.topic_namespace)
-    changelog = changelog_topic(settings)
+    state = topics.lagesbild_state
     stale = set()
-    async for r in read_to_end(bootstrap, [changelog]):
+    async for r in read_to_end(bootstrap, [state]):
         if r.key is not None:
             stale.add(r.key)
-    new_keys = {k: _json(k) for k in counts.contributions}
-    removed = stale - set(new_keys.values())
+    records = {k: encode_record(k, keys) for k, keys in counts.contributions.items()}
+    removed = stale - {key for key, _ in records.values()}
     report.removed_keys = len(removed)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=20)
@@ -126,15 +122,15 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
     try:
         partitions = sorted(await producer.partitions_for(topics.lagesbild))
         partitioner = DefaultPartitioner()
-        # A table record lives in the changelog partition of the increment that made it.
-        for key, aggregate_keys_ in counts.contributions.items():
+        # A state record lives in the partition of the increment that made it.
+        for key, (raw_key, raw_value) in records.items():
             p = partitioner(_increment_key(key), partitions, partitions)
-            await producer.send(changelog, key=new_keys[key], value=_json(aggregate_keys_), partition=p)
+            await producer.send(state, key=raw_key, value=raw_value, partition=p)
         for raw_key in removed:
             table_key = json.loads(raw_key)
             if isinstance(table_key, str) and table_key.count("|") >= 1:
                 p = partitioner(_increment_key(table_key), partitions, partitions)
-                await producer.send(changelog, key=raw_key, value=None, partition=p)
+                await producer.send(state, key=raw_key, value=None, partition=p)
         serde = Serde()
         for pub in _publications(counts, increments):
             target = topics.deliver(pub.receiver, pub.municipality_code)
@@ -165,8 +161,3 @@ def _increment_key(table_key: str) -> bytes:
     """``receiver|municipality`` of a table key: the key of the increment that made it."""
     receiver, municipality = table_key.split("|", 2)[:2]
     return f"{receiver}|{municipality}".encode()
-
-
-def _json(value: object) -> bytes:
-    """faust's json codec for table keys and values."""
-    return json.dumps(value).encode()

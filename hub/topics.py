@@ -57,3 +57,8 @@ class Topics:
     def lagesbild(self) -> str:
         """Internal: count increments keyed by receiver and municipality, summed by the lägesbild stage."""
         return f"{self.namespace}hub.lagesbild"
+
+    @property
+    def lagesbild_state(self) -> str:
+        """Internal, compacted: the lägesbild stage's counted events, per ``hub.lagesbild`` partition."""
+        return f"{self.namespace}hub.lagesbild-state"

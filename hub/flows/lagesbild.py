@@ -30,9 +30,6 @@ from hub.contract.outputs import AreaAlert, LagesbildAggregate, PeriodKind
 
 SUPPRESS_BELOW = 3
 
-COUNTS_TABLE = "hub-lagesbild-events"
-"""The worker's table of counted events: ``receiver|municipality|event id`` → the aggregate keys it counts in."""
-
 @dataclass(frozen=True, slots=True)
 class Publication:
     receiver: str
@@ -53,11 +50,11 @@ def aggregate_keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, st
 
 
 class Counts:
-    """The lägesbild's state: which events were counted (a faust table, changelogged) and the counts they make.
+    """The lägesbild's state: which events were counted and the counts they make.
 
     ``contributions`` maps ``receiver|municipality|event id`` to the aggregate keys that event was counted
-    into; it is the only state written to Kafka, one small record per event. ``counts`` (aggregate key →
-    number) is derived from it in memory and recomputed by :meth:`recount` after a restart or rebalance.
+    into; it is the only state written to Kafka (``hub.lagesbild-state``, :mod:`hub.lagesbild_store`), one
+    small record per event. ``counts`` (aggregate key → number) is derived from it in memory.
     """
 
     def __init__(self, contributions: MutableMapping[str, list[str]] | None = None) -> None:

@@ -33,6 +33,7 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
         TopicSpec(topics.audit, n, forever),
         TopicSpec(topics.deadletter, n, forever),
         TopicSpec(topics.lagesbild, n),
+        TopicSpec(topics.lagesbild_state, n, {"cleanup.policy": "compact"}),
         TopicSpec(topics.consent, n, {"cleanup.policy": "compact"}),
         TopicSpec(topics.schemas, 1, {"cleanup.policy": "compact"}),
     ]

@@ -19,16 +19,17 @@ class Record:
     timestamp_ms: int
 
 
-async def read_to_end(bootstrap: str, topics: list[str], fetch_max_bytes: int = 16 * 1024 * 1024
-                      ) -> AsyncIterator[Record]:  # fmt: skip
-    """Every record now in ``topics``, in offset order per partition; LookupError if a topic is missing."""
+async def read_to_end(bootstrap: str, topics: list[str], fetch_max_bytes: int = 16 * 1024 * 1024,
+                      partitions: set[int] | None = None) -> AsyncIterator[Record]:  # fmt: skip
+    """Every record now in ``topics`` (only ``partitions`` of them, if given), in offset order per partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_bytes=fetch_max_bytes, max_partition_fetch_bytes=fetch_max_bytes)  # fmt: skip
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
         cluster = consumer._client.cluster
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())]
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())
+               if partitions is None or p in partitions]  # fmt: skip
         if not tps:
             return
         consumer.assign(tps)

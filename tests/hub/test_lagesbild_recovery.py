@@ -18,7 +18,6 @@ import pytest
 from hub.contract.envelope import Event
 from hub.contract.outputs import LagesbildAggregate
 from hub.contract.serde import Serde
-from hub.lagesbild_rebuild import changelog_topic
 from tests import factories as f
 from tests.hub.support import REPO, HubUnderTest, wait_ready
 
@@ -130,7 +129,7 @@ def test_rebuild_recomputes_the_aggregates_from_the_agency_topics(
         key = f"lagesbild|1381|-|{category}|{week}"
         wrong = LagesbildAggregate(municipality_code="1381", area=None, category=category, period_kind="week",
                                    period=week, count=99, suppressed=False, updated_at=datetime.now(UTC))  # type: ignore[arg-type]  # fmt: skip
-        phantoms = [(changelog_topic(hub.settings()), json.dumps(f"lagesbild|1381|{uuid.uuid4()}").encode(),
+        phantoms = [(hub.topics.lagesbild_state, json.dumps(f"lagesbild|1381|{uuid.uuid4()}").encode(),
                      json.dumps([key]).encode()) for _ in range(99)]  # fmt: skip
         _produce(hub, [*phantoms, (hub.topics.deliver("lagesbild", "1381"), b"bug", Serde().encode(wrong))])
         assert shown(hub, "1381")[(category, week)] == 99
@@ -182,7 +181,7 @@ def _produce(hub: HubUnderTest, records: list[tuple[str, bytes, bytes]]) -> None
         try:
             for topic, key, value in records:
                 partition = None
-                if topic.endswith("-changelog"):  # where the worker reads that key from
+                if topic == hub.topics.lagesbild_state:  # where the worker reads that record from
                     from aiokafka.partitioner import DefaultPartitioner
 
                     parts = sorted(await producer.partitions_for(hub.topics.lagesbild))

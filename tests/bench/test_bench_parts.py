@@ -1,0 +1,88 @@
+"""The pieces the benchmark figures rest on: peak RSS from /proc, the broker's pid, the table's changelog
+encoding, medians and targets."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.bench_recovery import changelog_topic, encode_table_entry, partition_for, synthetic_increments, table_entry
+from bench.report import Figure, Row
+from bench.rss import PeakRss, peak_mib, pid_listening_on
+from hub.flows.lagesbild import Counts
+from hub.kafka.admin import hub_topics
+from hub.lagesbild_store import decode_record, encode_record
+from hub.settings import HubSettings
+
+linux_only = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+
+
+@linux_only
+def test_peak_rss_keeps_the_high_water_mark_of_a_process_after_it_ended() -> None:
+    # The child touches 160 MiB, says so, and exits when its stdin closes: its peak is at least that.
+    code = "import sys; b = b'x' * (160 * 2**20); print('ok', flush=True); sys.stdin.readline()"
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdin is not None
+    assert child.stdout is not None
+    with PeakRss(interval=0.05) as rss:
+        rss.watch("child", child.pid)
+        assert child.stdout.readline().strip() == "ok"
+        rss.sample()
+        child.stdin.close()
+        child.wait(timeout=30)
+    assert rss.peak_mib("child") >= 160
+    assert rss.peak_mib("child") < 1024
+    assert math.isnan(peak_mib(child.pid))  # gone: only the sampled figure remains
+    assert math.isnan(rss.peak_mib("never watched"))
+
+
+@linux_only
+def test_pid_listening_on_finds_the_process_that_listens() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert pid_listening_on(port) == os.getpid()
+    assert pid_listening_on(port) is None
+
+
+def test_state_records_are_what_the_lagesbild_stage_reads_back() -> None:
+    namespace = "benchtest."
+    settings = HubSettings(topic_namespace=namespace)
+    assert changelog_topic(namespace) in {t.name for t in hub_topics(settings)}  # created with the hub's topics
+    inc = {"receiver": "lagesbild", "municipality_code": "1384", "area": "Särö", "category": "theft",
+           "week": "2026-W33", "day": "2026-08-12", "event_id": "6f1c8a52-3f0e-4a7e-9d7b-2b1f1c0e9a11"}  # fmt: skip
+    key, value = encode_table_entry(*table_entry(inc))
+    decoded_key, decoded_value = decode_record(key, value)  # as the worker decodes it when loading a partition
+    stored = Counts()  # what the lägesbild stage itself stores for that increment
+    stored.apply(inc)
+    assert stored.contributions == {decoded_key: decoded_value}
+    assert (key, value) == encode_record(decoded_key, stored.contributions[decoded_key])  # byte for byte
+
+
+def test_synthetic_entries_are_distinct_and_spread_like_the_workers() -> None:
+    increments = list(synthetic_increments(20000))
+    assert len(increments) == 20000
+    entries = dict(table_entry(inc) for inc in increments)
+    assert len(entries) == 20000
+    county = [inc for inc in increments if inc["municipality_code"] == "13"]
+    assert len(county) == 10000  # every municipal increment is followed by its county copy, as in the worker
+    assert all(len(keys) in (2, 4) for keys in entries.values())
+    sources = {f"{inc['receiver']}|{inc['municipality_code']}" for inc in increments}
+    assert {partition_for(s, 4) for s in sources} == {0, 1, 2, 3}
+
+
+def test_a_row_takes_the_median_of_the_runs_that_measured_and_checks_the_target() -> None:
+    figure = Figure("x.eps", "x", "events/s", "≥ 5", lambda v: v >= 5)
+    assert Row(figure, [4.0, float("nan"), 6.0]).median == 5.0
+    assert Row(figure, [4.0, float("nan"), 6.0]).met == "yes"
+    assert Row(figure, [4.0, 4.5]).met == "NO"
+    assert Row(figure, [float("nan")]).met == "n/a"
+    assert Row(Figure("y", "y", "s"), [1.0]).met == "—"
+    assert Row(figure, [1234.4, float("nan")]).cells()[1:3] == ["1,234", "1,234 / n/a"]
