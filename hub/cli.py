@@ -288,9 +288,7 @@ def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
 
 
 def _filedrop(args: argparse.Namespace, settings: HubSettings) -> int:
-    from pathlib import Path
-
-    from connectors.filedrop.connector import FileDropConnector
+    from connectors.filedrop.connector import FileDropConnector, UnsafeFolderError
 
     directory = Path(args.directory)
     if not directory.is_dir():
@@ -299,7 +297,11 @@ def _filedrop(args: argparse.Namespace, settings: HubSettings) -> int:
     settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
     connector = FileDropConnector(settings, agency=args.agency, directory=directory, once=args.once,
                                   poll_interval_s=max(0.2, args.interval))  # fmt: skip
-    _print_json(connector.run_sync())
+    try:
+        _print_json(connector.run_sync())
+    except UnsafeFolderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,16 +11,16 @@
 from __future__ import annotations
 
 import logging
-import re
 
-_PNR = re.compile(r"(?<!\d)(?:\d{2})?\d{6}[-+]?\d{4}(?!\d)")
+from hub.contract.personnummer import SHAPED
+
 _AIOKAFKA = ("aiokafka", "aiokafka.conn", "aiokafka.producer.producer", "aiokafka.producer.sender",
              "aiokafka.consumer.fetcher", "aiokafka.consumer.consumer", "aiokafka.protocol")  # fmt: skip
 
 
 def redact(text: str) -> str:
     """``text`` with every personnummer-shaped number replaced by ``<personnummer>``."""
-    return _PNR.sub("<personnummer>", text)
+    return SHAPED.sub("<personnummer>", text)
 
 
 class _NoWireDumps(logging.Filter):

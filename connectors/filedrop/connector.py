@@ -8,6 +8,15 @@ read once without following symlinks) and yields its events in row order. A file
 leading ``.``, control characters), symlinks and files over the size limit are moved to
 ``directory/rejected/`` with a ``.rejects.csv`` saying why; they are never read.
 
+A file name may hold a personnummer (an export per person): names are shown redacted
+(:func:`shown`) in log lines, in the checkpoint's ledger and so in the progress the CLI prints.
+
+Whoever can write to the drop folder must not be able to make the connector write elsewhere: ``done/``
+and ``rejected/`` must be real folders (a symlink or a file there stops the connector with
+:class:`UnsafeFolderError` before anything is moved), files are moved into them through a descriptor
+opened without following links, and a dropped entry is only read when it is a regular file (a FIFO put
+there, even in place of a file already scanned, is refused instead of blocking the connector).
+
 In continuous mode a file is only taken once its size and modification time are unchanged between two
 polls (so a file still being copied is not read half-way); writers should still prefer to write under
 another name and rename into the folder. ``once=True`` takes every file at once and returns.
@@ -24,9 +33,11 @@ a file whose content is already ``done`` is moved to ``done/`` without producing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -41,12 +52,22 @@ from connectors.filedrop.formats import (
 )
 from connectors.filedrop.mapping import FileResult, Reject, parse_bytes, write_rejects_csv
 from hub.contract.envelope import Event
+from hub.logsafety import redact
 from hub.settings import HubSettings
 
 log = logging.getLogger(__name__)
 
 DONE = "done"
 REJECTED = "rejected"
+
+
+class UnsafeFolderError(RuntimeError):
+    """``done/`` or ``rejected/`` of the drop folder is a symlink or not a folder: nothing is moved."""
+
+
+def shown(name: str) -> str:
+    """A file name as logs and the ledger show it: anything shaped like a personnummer redacted."""
+    return redact(name)
 
 
 def free_target(folder: Path, name: str) -> Path:
@@ -80,6 +101,8 @@ class FileDropConnector(Connector):
     async def run(self) -> AsyncIterator[Event]:
         if not self.directory.is_dir():
             raise FileNotFoundError(f"drop folder {self.directory} does not exist")
+        for name in (DONE, REJECTED):
+            self._subfolder(name, create=False)
         while not self.stopping:
             for path in self._scan():
                 async for event in self._process(path):
@@ -96,7 +119,8 @@ class FileDropConnector(Connector):
             return
         entry = ledger.get(result.sha256)
         if entry is not None and entry.get("done"):
-            log.info("filedrop %s: %s was already delivered; moved to %s/ unchanged", self.agency, path.name, DONE)
+            log.info("filedrop %s: %s was already delivered; moved to %s/ unchanged", self.agency, shown(path.name),
+                     DONE)  # fmt: skip
             self._move(path, DONE, [])
             return
         start = int(entry["next_row"]) if entry is not None else 0
@@ -104,7 +128,7 @@ class FileDropConnector(Connector):
         for i, (row, event) in enumerate(pending):
             if self.stopping:
                 return
-            ledger[result.sha256] = {"name": path.name, "next_row": row + 1, "done": i == len(pending) - 1}
+            ledger[result.sha256] = {"name": shown(path.name), "next_row": row + 1, "done": i == len(pending) - 1}
             yield event
         if pending:
             await self._acknowledged()
@@ -112,9 +136,9 @@ class FileDropConnector(Connector):
             if not durable.get("done"):  # pragma: no cover - only when acks were abandoned (stopping)
                 return
         else:
-            ledger[result.sha256] = {"name": path.name, "next_row": start, "done": True}
+            ledger[result.sha256] = {"name": shown(path.name), "next_row": start, "done": True}
         self._move(path, DONE, result.rejects)
-        log.info("filedrop %s: %s: %d events, %d rejects", self.agency, path.name, len(result.events),
+        log.info("filedrop %s: %s: %d events, %d rejects", self.agency, shown(path.name), len(result.events),
                  len(result.rejects))  # fmt: skip
 
     async def _acknowledged(self) -> None:
@@ -151,14 +175,19 @@ class FileDropConnector(Connector):
         return [self.directory / name for name in sorted(ready)]
 
     def _read(self, path: Path) -> FileResult | None:
-        """Read and map ``path`` (never through a symlink); None when it vanished or is too large."""
+        """Read and map ``path`` (never through a symlink, only a regular file); None when it vanished, is
+        too large or is no regular file (then it was moved to ``rejected/``)."""
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # Non-blocking: opening a FIFO put in place of the scanned file must not wait for a writer.
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
             with os.fdopen(fd, "rb") as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+                data = f.read(MAX_FILE_BYTES + 1) if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
         except OSError as exc:
-            log.warning("filedrop %s: cannot read %s (%s); trying again later", self.agency, path.name,
+            log.warning("filedrop %s: cannot read %s (%s); trying again later", self.agency, shown(path.name),
                         type(exc).__name__)  # fmt: skip
+            return None
+        if data is None:
+            self._move(path, REJECTED, [Reject(0, "not a regular file")])
             return None
         if len(data) > MAX_FILE_BYTES:
             self._move(path, REJECTED, [Reject(0, f"file is larger than {MAX_FILE_BYTES} bytes")])
@@ -166,16 +195,37 @@ class FileDropConnector(Connector):
         sha256 = hashlib.sha256(data).hexdigest()
         return parse_bytes(data, path.name, self.agency, source_unit=self.source_unit, sha256=sha256)
 
+    def _subfolder(self, name: str, *, create: bool = True) -> Path:
+        """``directory/<name>/``, created when missing (``create``); :class:`UnsafeFolderError` unless it is
+        a real folder (not a symlink to one)."""
+        folder = self.directory / name
+        if create:
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir()
+        try:
+            mode = os.lstat(folder).st_mode
+        except FileNotFoundError:
+            return folder
+        if not stat.S_ISDIR(mode):
+            raise UnsafeFolderError(f"{folder} is a symlink or not a folder; refusing to move dropped files into it")
+        return folder
+
     def _move(self, path: Path, folder_name: str, rejects: list[Reject]) -> None:
         """Move ``path`` into ``directory/<folder_name>/`` (a free name), with its rejects if any."""
-        folder = self.directory / folder_name
-        folder.mkdir(exist_ok=True)
-        target = free_target(folder, path.name)
+        folder = self._subfolder(folder_name)
+        try:  # the folder as it is now, never through a link swapped in since the check
+            dir_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise UnsafeFolderError(f"{folder} cannot be opened as a folder ({type(exc).__name__})") from None
         try:
-            os.replace(path, target)
+            target = free_target(folder, path.name)
+            os.replace(path, target.name, dst_dir_fd=dir_fd)
         except FileNotFoundError:
             return
+        finally:
+            os.close(dir_fd)
         if rejects:
             write_rejects_csv(target, rejects, out_dir=folder)
         if folder_name == REJECTED:
-            log.warning("filedrop %s: refused %r: %s", self.agency, path.name, "; ".join(r.reason for r in rejects))
+            log.warning("filedrop %s: refused %s: %s", self.agency, shown(repr(path.name)),
+                        "; ".join(r.reason for r in rejects))  # fmt: skip

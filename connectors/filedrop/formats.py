@@ -59,6 +59,9 @@ except ZoneInfoNotFoundError:  # pragma: no cover - system without a tz database
 SUFFIXES: Final = (".csv", ".json")
 MAX_NAME_LEN: Final = 200
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
+MAX_EVENT_BYTES: Final = 1_000_000
+"""Largest encoded event a row may become: Kafka takes at most 1 MiB per message by default (producer and
+broker), less room for the record batch around it. A larger row is rejected, never retried."""
 LIST_SEPARATOR: Final = "|"
 
 ColumnType = Literal["text", "code", "date", "timestamp", "count", "decimal", "bool", "list", "personnummer"]

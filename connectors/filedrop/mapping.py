@@ -14,6 +14,9 @@ Guarantees
       name raises :class:`~connectors.filedrop.formats.FileNameError` and nothing is read.
     * A file that cannot be read at all (not UTF-8, bad JSON, no ``kind`` column, too large) gives one
       reject with row 0 and no events.
+    * Every event returned can be published: a row whose event cannot be encoded (text that is no valid
+      Unicode) or would be larger than Kafka takes (:data:`~connectors.filedrop.formats.MAX_EVENT_BYTES`)
+      is rejected — publishing it could only fail, again and again.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from connectors.filedrop.formats import (
     AGENCIES,
     COMMON_COLUMNS,
     KINDS,
+    MAX_EVENT_BYTES,
     MAX_FILE_BYTES,
     CellError,
     Column,
@@ -49,7 +53,9 @@ from connectors.filedrop.formats import (
     validate_file_name,
 )
 from hub.contract.envelope import Envelope, Event
+from hub.contract.errors import ContractError
 from hub.contract.personnummer import PersonnummerError
+from hub.contract.serde import default_serde
 
 FILEDROP_NAMESPACE: Final = UUID("5d3c8f0e-6a1b-5b7e-9f3a-2c4e8d1a7b60")
 """The uuid5 namespace of file-drop event ids (fixed forever: changing it changes every id)."""
@@ -241,10 +247,27 @@ def parse_bytes(data: bytes, name: str, agency: str, *, source_unit: str, sha256
         result.rejects.append(Reject(0, "file has no rows"))
     for raw in rows:
         try:
-            result.events.append((raw.row, map_row(raw, agency, source_unit=source_unit, sha256=sha256)))
+            event = map_row(raw, agency, source_unit=source_unit, sha256=sha256)
         except RowError as exc:
             result.rejects.append(Reject(raw.row, scrub(str(exc))))
+            continue
+        problem = _unpublishable(event)
+        if problem is not None:
+            result.rejects.append(Reject(raw.row, problem))
+            continue
+        result.events.append((raw.row, event))
     return result
+
+
+def _unpublishable(event: Event) -> str | None:
+    """Why ``event`` could never be published (the producer would fail on it forever), or None."""
+    try:
+        size = len(default_serde().encode(event))
+    except ContractError as exc:  # e.g. text that is no valid Unicode (a lone surrogate escape in JSON)
+        return scrub(f"row cannot be encoded ({exc.message})")
+    if size > MAX_EVENT_BYTES:
+        return "row is too large: its event would be over 1 MB, more than Kafka takes"
+    return None
 
 
 def parse_file(path: Path, agency: str, *, source_unit: str) -> FileResult:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
@@ -246,10 +246,13 @@ class Gateway:
                 else:
                     ready.append(outcome)
 
-        acked, unacked = await self._produce(ready) if ready else ([], [])
+        acked, unacked, too_large = await self._produce(ready) if ready else ([], [], [])
         for item in unacked:
             rejected.append(Rejection(item.line, 503, [{"path": None, "message":
                                                         "not acknowledged by Kafka in time; retry"}]))
+        for item in too_large:  # a retry can never succeed: refuse it, as an oversized body is refused
+            rejected.append(Rejection(item.line, 413, [{"path": None, "message":
+                                                        "event larger than Kafka accepts; shorten its text"}]))
         rejected.sort(key=lambda r: r.line)
         accepted = [{"line": a.line, "event_id": str(a.event.envelope.event_id)} for a in acked]
         if acked:
@@ -277,8 +280,8 @@ class Gateway:
 
     def _check(self, agency: str, line: Line) -> Accepted | Rejection:
         """Validate one document for ``agency``; the envelope's source_agency becomes ``agency``."""
-        if line.data is None or line.status is not None:
-            return Rejection(line.number, line.status or 400, [{"path": None, "message": line.error}])
+        if line.status is not None:  # not JSON at all (a JSON null is data: refused below as not an object)
+            return Rejection(line.number, line.status, [{"path": None, "message": line.error or "malformed JSON"}])
         data = line.data
         if not isinstance(data, dict):
             return Rejection(line.number, 422, [{"path": None, "message":
@@ -324,41 +327,56 @@ class Gateway:
         return Accepted(line.number, event, self.topics.agency(agency), event_key(event, self.pseudonymiser),
                         value, spoofed)
 
-    async def _produce(self, items: list[Accepted]) -> tuple[list[Accepted], list[Accepted]]:
-        """Send in order, wait for acknowledgements until ``ack_timeout_s``: (acked, not acked)."""
+    async def _produce(self, items: list[Accepted]) -> tuple[list[Accepted], list[Accepted], list[Accepted]]:
+        """Send in order, wait for acknowledgements until ``ack_timeout_s``: (acked, not acked, too large).
+
+        An event larger than Kafka takes (the producer's or the broker's limit) is "too large": answered
+        413, never "retry", and the events after it are still sent.
+        """
         producer = self.producer
         if producer is None:
-            return [], list(items)
+            return [], list(items), []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ingest.ack_timeout_s
         self._add_in_flight(len(items))
-        futures: list[asyncio.Future[Any]] = []
+        futures: list[asyncio.Future[Any] | None] = []  # None: refused by the producer as too large
         started = time.perf_counter()
         try:
             async with asyncio.timeout_at(deadline):
                 for item in items:
-                    futures.append(await producer.send(item.topic, value=item.value, key=item.key))
+                    try:
+                        futures.append(await producer.send(item.topic, value=item.value, key=item.key))
+                    except MessageSizeTooLargeError:
+                        futures.append(None)
         except (TimeoutError, KafkaError, OSError) as exc:
             log.warning("ingest: %d of %d events could not be sent (%s)",
                         len(items) - len(futures), len(items), type(exc).__name__)
-        self._add_in_flight(-(len(items) - len(futures)))
+        sent = [f for f in futures if f is not None]
+        self._add_in_flight(-(len(items) - len(sent)))
 
         def done(fut: asyncio.Future[Any]) -> None:
             self._add_in_flight(-1)
             if not fut.cancelled() and fut.exception() is None:
                 self.metrics.latency.observe(time.perf_counter() - started)
 
-        for fut in futures:
-            fut.add_done_callback(done)
-        if futures:
-            await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        for sent_future in sent:
+            sent_future.add_done_callback(done)
+        if sent:
+            await asyncio.wait(sent, timeout=max(0.0, deadline - loop.time()))
         acked: list[Accepted] = []
         unacked: list[Accepted] = []
+        too_large: list[Accepted] = []
         for i, item in enumerate(items):
-            ok = i < len(futures) and futures[i].done() and not futures[i].cancelled() \
-                and futures[i].exception() is None
-            (acked if ok else unacked).append(item)
-        return acked, unacked
+            future = futures[i] if i < len(futures) else None
+            if i < len(futures) and future is None:
+                too_large.append(item)
+            elif future is None or not future.done() or future.cancelled():
+                unacked.append(item)
+            elif future.exception() is None:
+                acked.append(item)
+            else:  # the broker refused it: too large (its own limit) or not now
+                (too_large if isinstance(future.exception(), MessageSizeTooLargeError) else unacked).append(item)
+        return acked, unacked, too_large
 
     def _add_in_flight(self, n: int) -> None:
         self.in_flight += n

@@ -74,6 +74,11 @@ class Authenticator:
             if agency not in AGENCIES:
                 raise ValueError(f"token configured for unknown agency {agency!r}; agencies: {AGENCIES}")
             entries.extend(parse_entry(agency, item) for item in items)
+        owners: dict[bytes, str] = {}
+        for entry in entries:  # one token, one agency: otherwise which agency a request is from is a guess
+            owner = owners.setdefault(entry.digest, entry.agency)
+            if owner != entry.agency:
+                raise ValueError(f"the same token is configured for agencies {owner!r} and {entry.agency!r}")
         self.entries = entries
 
     def authenticate(self, header: str | None, now: datetime | None = None) -> AuthResult:

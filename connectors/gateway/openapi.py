@@ -68,7 +68,11 @@ def openapi_document(ingest: IngestSettings) -> dict[str, Any]:
                         ),
                         "403": {"description": "The token's agency may not publish these event types",
                                 "content": outcome},
-                        "413": _error_response("Body or batch too large"),
+                        "413": {"description": "Body or batch too large (Error), or no event accepted and "
+                                               "some too large for Kafka (IngestResult)",
+                                "content": {"application/json": {"schema": {"oneOf": [
+                                    {"$ref": "#/components/schemas/Error"},
+                                    {"$ref": "#/components/schemas/IngestResult"}]}}}},
                         "415": _error_response("Unsupported Content-Type"),
                         "422": {"description": "No event valid under the contract", "content": outcome},
                         "429": _error_response("Too many events awaiting acknowledgement", retry_after),
@@ -143,7 +147,7 @@ def openapi_document(ingest: IngestSettings) -> dict[str, Any]:
                             "type": "object", "required": ["line", "status", "errors"],
                             "properties": {
                                 "line": {"type": "integer"},
-                                "status": {"type": "integer", "enum": [400, 403, 422, 503]},
+                                "status": {"type": "integer", "enum": [400, 403, 413, 422, 503]},
                                 "errors": {"type": "array", "items": {
                                     "type": "object",
                                     "properties": {"path": {"type": ["string", "null"]},

@@ -16,7 +16,8 @@ from typing import Final
 
 _LONG: Final = re.compile(r"^(\d{8})-?(\d{4})$")
 _SHORT: Final = re.compile(r"^(\d{6})([-+]?)(\d{4})$")
-_ANYWHERE: Final = re.compile(r"(?<!\d)(?:\d{8}|\d{6})[-+]?\d{4}(?!\d)")
+SHAPED: Final = re.compile(r"(?<!\d)(?:\d{8}|\d{6})[-+]?\d{4}(?!\d)")
+"""A personnummer-shaped number anywhere in a text (check digit not checked): what logs redact."""
 
 
 class PersonnummerError(ValueError):
@@ -109,7 +110,7 @@ def is_valid(text: str) -> bool:
 
 def contains_personnummer(text: str) -> bool:
     """True when ``text`` contains something that is a valid personnummer (for scrubbing checks)."""
-    return any(is_valid(m.group(0)) for m in _ANYWHERE.finditer(text))
+    return any(is_valid(m.group(0)) for m in SHAPED.finditer(text))
 
 
 def _birth(year: int, mmdd: str) -> date:

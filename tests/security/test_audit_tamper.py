@@ -1,0 +1,167 @@
+"""Audit-trail tampering is caught by ``hub audit verify`` — run as the operator runs it, on a real trail.
+
+A real ``hub worker`` writes a trail on the real broker; each test writes a tampered copy of it into a
+fresh namespace's ``hub.audit`` (same partitions, same order, one change) and runs
+``python -m hub.cli audit verify --json`` there as a subprocess. The untouched copy verifies (so the copy
+is faithful); every kind of tampering — edit, edit with the record's own hash recomputed, delete,
+reorder, replay, a record moved to another partition — is reported at the record where it happened.
+(Appending a forged record is tests/hub/test_worker_e2e.py::test_audit_verify_passes_then_catches_a_forged_record.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from hub.audit import record_hash
+from hub.contract.outputs import AuditRecord, Decision
+from hub.kafka.admin import TopicSpec, ensure_topics
+from hub.kafka.read import read_to_end
+from tests import factories as f
+from tests.hub.support import REPO, SERDE, HubUnderTest, running_hub
+
+pytestmark = pytest.mark.kafka
+
+Trail = dict[int, list[bytes]]
+"""Partition → the raw audit records in offset order."""
+
+
+@dataclass(frozen=True)
+class RealTrail:
+    bootstrap: str
+    state_dir: Path
+    partitions: int
+    records: Trail
+
+    @property
+    def longest(self) -> int:
+        """The partition with the most records (where the tampering happens)."""
+        return max(self.records, key=lambda p: len(self.records[p]))
+
+
+def verify_cli(hub: HubUnderTest) -> tuple[int, dict[str, object]]:
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "audit", "verify", "--json"], cwd=REPO, env=hub.env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def trail(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealTrail]:
+    state = tmp_path_factory.mktemp("audit")
+    with running_hub(kafka_bootstrap, state, "aud") as hub:
+        # Burglaries in one municipality share a key, so their records share a partition: a long chain.
+        events: list[f.Event] = [f.incident_notice("residential_burglary", "1381") for _ in range(5)]
+        events += [f.minor_suspected(municipality="1383"), f.release(home="1384"), f.youth_activity("1315")]
+        hub.publish(events)
+        ids = {str(e.envelope.event_id) for e in events}
+        t = hub.topics
+        hub.read([t.audit], until=lambda g: {r.event_id for r in g[t.audit] if isinstance(r, AuditRecord)} >= ids,
+                 quiet_s=3)  # fmt: skip
+
+        async def raw() -> Trail:
+            out: Trail = {}
+            async for m in read_to_end(kafka_bootstrap, [t.audit]):
+                out.setdefault(m.partition, []).append(m.value)
+            return out
+
+        records = asyncio.run(raw())
+        code, report = verify_cli(hub)
+        assert (code, report["ok"]) == (0, True), report
+        assert report["records"] == sum(len(v) for v in records.values())
+        real = RealTrail(kafka_bootstrap, state, hub.settings().topic_partitions, records)
+        assert len(real.records[real.longest]) >= 6
+        yield real
+
+
+def copy_into_fresh_namespace(real: RealTrail, records: Trail) -> HubUnderTest:
+    """A namespace with only ``hub.audit``, holding ``records`` partition by partition, in order."""
+    hub = HubUnderTest(real.bootstrap, f"tamper{uuid.uuid4().hex[:6]}.", real.state_dir)
+
+    async def write() -> None:
+        await ensure_topics(real.bootstrap, [TopicSpec(hub.topics.audit, real.partitions, {"retention.ms": "-1"})])
+        producer = AIOKafkaProducer(bootstrap_servers=real.bootstrap, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            for partition, values in records.items():
+                for value in values:  # one at a time: the copy keeps the order exactly
+                    await producer.send_and_wait(hub.topics.audit, value, partition=partition)
+        finally:
+            await producer.stop()
+
+    asyncio.run(write())
+    return hub
+
+
+def decode(value: bytes) -> AuditRecord:
+    record = SERDE.decode(value)
+    assert isinstance(record, AuditRecord)
+    return record
+
+
+def edited(value: bytes, rehash: bool = False) -> bytes:
+    """The record claiming a disclosure to another receiver (SIG) — and, with ``rehash``, its own hash
+    recomputed to match, as a careful forger would."""
+    record = decode(value)
+    forged = record.model_copy(update={"receiver": "sig", "decision": Decision.delivered,
+                                       "fields_disclosed": ["envelope.subject"]})  # fmt: skip
+    if rehash:
+        forged = forged.model_copy(update={"hash": record_hash(forged)})
+    return SERDE.encode(forged)
+
+
+K = 2
+"""Where in the long partition the tampering happens (0-based offset)."""
+
+TAMPERINGS: dict[str, tuple[Callable[[list[bytes]], list[bytes]], int, str]] = {
+    # name: (change to the partition's records, offset where the break must be reported, why)
+    "edit": (lambda r: [*r[:K], edited(r[K]), *r[K + 1 :]], K, "hash does not match the record's content"),
+    "edit_with_own_hash_recomputed": (lambda r: [*r[:K], edited(r[K], rehash=True), *r[K + 1 :]], K + 1,
+                                      "prev_hash does not match"),
+    "delete": (lambda r: [*r[:K], *r[K + 1 :]], K, f"expected seq {K}, found {K + 1}"),
+    "delete_the_first": (lambda r: r[1:], 0, "expected seq 0, found 1"),
+    "reorder": (lambda r: [*r[:K], r[K + 1], r[K], *r[K + 2 :]], K, f"expected seq {K}, found {K + 1}"),
+    "replay": (lambda r: [*r[: K + 1], r[K], *r[K + 1 :]], K + 1, f"expected seq {K + 1}, found {K}"),
+}  # fmt: skip
+
+
+def test_an_untouched_copy_of_the_real_trail_verifies(trail: RealTrail) -> None:
+    hub = copy_into_fresh_namespace(trail, trail.records)
+    code, report = verify_cli(hub)
+    assert code == 0
+    assert report == {"ok": True, "records": sum(len(v) for v in trail.records.values()),
+                      "partitions": len(trail.records), "first_break": None}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERINGS))
+def test_tampering_is_reported_at_the_record_where_it_happened(trail: RealTrail, name: str) -> None:
+    change, offset, why = TAMPERINGS[name]
+    p = trail.longest
+    hub = copy_into_fresh_namespace(trail, {**trail.records, p: change(trail.records[p])})
+    code, report = verify_cli(hub)
+    assert code == 1
+    assert report["ok"] is False
+    first_break = str(report["first_break"])
+    assert first_break.startswith(f"partition {p} offset {offset} "), first_break
+    assert why in first_break
+
+
+def test_a_record_copied_into_another_partition_is_reported_there(trail: RealTrail) -> None:
+    p = trail.longest
+    other = next(q for q in range(trail.partitions) if q != p)
+    records = {**trail.records, other: [*trail.records.get(other, []), trail.records[p][K]]}
+    hub = copy_into_fresh_namespace(trail, records)
+    code, report = verify_cli(hub)
+    assert code == 1
+    first_break = str(report["first_break"])
+    assert first_break.startswith(f"partition {other} offset {len(records[other]) - 1} "), first_break
+    assert f"record claims partition {p}" in first_break
