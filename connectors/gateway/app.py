@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import re
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from hub.kafka.local import bootstrap_address
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.pseudonym import Pseudonymiser
+from hub.serving import serve_until_stopped
 from hub.settings import HubSettings
 from hub.topics import Topics
 
@@ -427,36 +427,11 @@ async def serve(
     Graceful: stop accepting, let running requests finish (their events acknowledged), flush and stop
     the producer.
     """
-    stop = stop or asyncio.Event()
-    app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=settings.ingest.ack_timeout_s + 5)
-    await runner.setup()
-    site = web.TCPSite(runner, host or settings.ingest.host, settings.ingest.port if port is None else port)
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        await site.start()
-        address = f"http://{host or settings.ingest.host}:{_bound_port(runner)}"
-        log.info("ingest gateway listening on %s (Kafka %s)", address, bootstrap_address(settings))
-        if on_listening is not None:
-            on_listening(address)
-        await stop.wait()
-        log.info("ingest gateway stopping")
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return 0
+    await serve_until_stopped(
+        create_app(settings), host or settings.ingest.host, settings.ingest.port if port is None else port,
+        name="ingest gateway", shutdown_timeout=settings.ingest.ack_timeout_s + 5, stop=stop,
+        on_listening=on_listening, detail=f"Kafka {bootstrap_address(settings)}",
+    )  # fmt: skip
 
 
 def run(settings: HubSettings, *, host: str | None = None, port: int | None = None) -> int:

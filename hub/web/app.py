@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from hub.kafka.local import bootstrap_address
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.rules.receivers import RECEIVERS
+from hub.serving import serve_until_stopped
 from hub.settings import DEV_SECRET, HubSettings
 from hub.web.assets import APP_CSS, APP_JS
 from hub.web.auth import COOKIE_NAME, LoginThrottle, SessionSigner, authenticate
@@ -256,36 +256,16 @@ async def serve(
     on_listening: Callable[[str], None] | None = None,
 ) -> None:  # fmt: skip
     """Run the web app until SIGTERM/SIGINT (or ``stop``); live streams are ended, then the server stops."""
-    stop = stop or asyncio.Event()
     app = create_app(settings)
     if not settings.web.users:
         log.warning("web: no users configured (HUB_WEB__USERS); nobody can log in")
     if settings.web.session_secret.get_secret_value() == DEV_SECRET:
         log.warning("web: HUB_WEB__SESSION_SECRET is the development default; set a secret of your own")
-    runner = web.AppRunner(app, shutdown_timeout=5.0)
-    await runner.setup()
-    host = host or settings.web.host
-    site = web.TCPSite(runner, host, settings.web.port if port is None else port)
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        await site.start()
-        bound = next((a[1] for a in runner.addresses if isinstance(a, tuple) and len(a) >= 2), 0)
-        address = f"http://{host}:{bound}"
-        log.info("web app listening on %s (Kafka %s, %d users)", address, app[STATE].bootstrap,
-                 len(settings.web.users))  # fmt: skip
-        if on_listening is not None:
-            on_listening(address)
-        await stop.wait()
-        log.info("web app stopping")
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
+    await serve_until_stopped(
+        app, host or settings.web.host, settings.web.port if port is None else port, name="web app",
+        shutdown_timeout=5.0, stop=stop, on_listening=on_listening,
+        detail=f"Kafka {app[STATE].bootstrap}, {len(settings.web.users)} users",
+    )  # fmt: skip
 
 
 def run_web(settings: HubSettings, *, host: str | None = None, port: int | None = None) -> int:
