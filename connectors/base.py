@@ -81,7 +81,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from prometheus_client import Counter
 
 from hub.contract.base import ContractRecord
@@ -249,6 +249,12 @@ class Connector(ABC):
         self._pseudonymiser = Pseudonymiser(settings)
         self.topics = Topics(settings.topic_namespace)
         self._producer: ProducerLike | None = None
+        self._generation = 0
+        """How often the producer was replaced (:meth:`_renew_producer`); a send remembers its generation."""
+        self._renewing = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None
+        """The first error an event's task died of (see :meth:`_task_done`); :meth:`drain` raises it."""
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
@@ -366,23 +372,25 @@ class Connector(ABC):
         self._seq += 1
         self._positions[seq] = snapshot
         try:
-            future = await self._send(topic, key, value)
+            sent = await self._send(topic, key, value)
         except BaseException:
             # Cancelled before the event reached the producer: it is not covered by any checkpoint.
             self._positions.pop(seq, None)
             self._slots.release()
             raise
-        task = asyncio.create_task(self._await_ack(seq, topic, key, value, future, str(event.envelope.event_id)))
+        task = asyncio.create_task(self._await_ack(seq, topic, key, value, sent, str(event.envelope.event_id)))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
 
-    async def _send(self, topic: str, key: bytes, value: bytes) -> Any:
+    async def _send(self, topic: str, key: bytes, value: bytes) -> tuple[Any, int]:
+        """Hand one message to the producer: (its acknowledgement future, the producer's generation)."""
         attempt = 0
         while True:
             if self._producer is None:
                 raise RuntimeError("the producer is not started")
+            generation = self._generation
             try:
-                return await self._producer.send(topic, value=value, key=key)
+                return await self._producer.send(topic, value=value, key=key), generation
             except TRANSIENT_ERRORS as exc:
                 attempt += 1
                 self._count_failure()
@@ -393,8 +401,9 @@ class Connector(ABC):
                 await asyncio.sleep(delay)
 
     async def _await_ack(
-        self, seq: int, topic: str, key: bytes, value: bytes, future: Any, event_id: str
+        self, seq: int, topic: str, key: bytes, value: bytes, sent: tuple[Any, int], event_id: str
     ) -> None:
+        future, generation = sent
         attempt = 0
         try:
             while True:
@@ -409,13 +418,65 @@ class Connector(ABC):
                     log.warning("connector %s: event %s not acknowledged (%s); resend %d in %.1f s",
                                 self.name, event_id, type(exc).__name__, attempt, delay)
                     await asyncio.sleep(delay)
-                    future = await self._send(topic, key, value)
+                    await self._renew_producer(generation)
+                    future, generation = await self._send(topic, key, value)
         finally:
             self._slots.release()
         self._produced += 1
         PRODUCED.labels(**self._labels).inc()
         self._acked.add(seq)
         self._advance()
+
+    async def _renew_producer(self, failed_generation: int) -> None:
+        """Replace the producer after a send it had accepted failed (once per generation).
+
+        The idempotent producer numbers its batches per partition. When a batch fails after it was
+        numbered (aiokafka expires a batch whose partition has had no leader for ``request_timeout_ms``,
+        e.g. while the broker restarts), the broker never sees that number, and every later batch to
+        that partition fails with OutOfOrderSequenceNumber, for ever: sending again through the same
+        producer cannot succeed. A new producer has a new producer id and numbers afresh; the old one
+        is retired (:meth:`_retire`) and the failed events are sent again through the new one (at least
+        once: the hub drops an event it already has by its event id).
+        """
+        async with self._renewing:
+            old = self._producer
+            if old is None or failed_generation != self._generation:
+                return  # another failed send has renewed it already
+            new = await start_producer(
+                self._producer_factory, what=f"connector {self.name}", initial_s=self.backoff_initial_s,
+                max_s=self.backoff_max_s, pause=self.wait_stopping, on_retry=self._count_retry,
+            )  # fmt: skip
+            self._producer = new
+            self._generation += 1
+            log.warning("connector %s: a send failed; replaced the Kafka producer and sending again", self.name)
+            if old is not new:
+                retiring = asyncio.create_task(self._retire(old))
+                self._retiring.add(retiring)
+                retiring.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, producer: ProducerLike) -> None:
+        """Close a replaced producer once the sends it holds are settled (acknowledged or failed, each
+        awaited by its event's task); whatever it still holds after ``shutdown_timeout_s`` is failed,
+        so those events are sent again through the current producer. Never raises."""
+        try:
+            if not await close_producer(producer, self.shutdown_timeout_s):
+                accumulator = getattr(producer, "_message_accumulator", None)
+                if accumulator is not None:  # the sender is closed now: nothing else touches these batches
+                    accumulator.fail_all(KafkaConnectionError("the producer was replaced after a failed send"))
+        except Exception as exc:  # a broken producer must not take an event's task down with it
+            log.warning("connector %s: closing the replaced producer failed (%s)", self.name, type(exc).__name__)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """An event's task ended. One that raised (not a Kafka error: those are retried) leaves its event
+        unacknowledged: stop, and let :meth:`drain` raise it, rather than carry on without the event."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if self._failure is None:
+            self._failure = task.exception()
+            log.error("connector %s: an event could not be sent (%s); stopping", self.name,
+                      type(self._failure).__name__)  # fmt: skip
+        self.request_stop()
 
     def _advance(self) -> None:
         while self._next_commit in self._acked:
@@ -437,12 +498,19 @@ class Connector(ABC):
         RETRIES.labels(**self._labels).inc()
 
     async def drain(self) -> None:
-        """Wait until every produced event is acknowledged, flush and save the checkpoint."""
+        """Wait until every produced event is acknowledged, flush and save the checkpoint.
+
+        Raises the error an event's task died of, if any (that event is not acknowledged, and the
+        checkpoint does not pass it)."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
         if self._producer is not None:
             await self._producer.flush()
         self.save_checkpoint()
+        if self._retiring:
+            await asyncio.gather(*list(self._retiring), return_exceptions=True)
+        if self._failure is not None:
+            raise self._failure
 
     async def stop(self) -> None:
         """Finish in-flight events, flush, save the checkpoint and stop the producer.
@@ -464,6 +532,10 @@ class Connector(ABC):
                             "they are read again on the next start", self.name, len(pending),
                             self.shutdown_timeout_s)
         finally:
+            retiring = list(self._retiring)
+            for task in retiring:
+                task.cancel()
+            await asyncio.gather(*retiring, return_exceptions=True)
             if self._producer is not None:
                 producer, self._producer = self._producer, None
                 await close_producer(producer, 5.0)

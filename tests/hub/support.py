@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -58,8 +59,8 @@ class HubUnderTest:
         return env
 
     def settings(self) -> HubSettings:
-        return HubSettings(kafka_bootstrap=self.bootstrap, topic_namespace=self.namespace,
-                           state_dir=self.state_dir)  # fmt: skip
+        return HubSettings(kafka_bootstrap=self.bootstrap, topic_namespace=self.namespace, state_dir=self.state_dir,
+                           worker={"app_id": f"{self.namespace}hub"})  # type: ignore[arg-type]  # fmt: skip
 
     def create_topics(self) -> None:
         asyncio.run(ensure_topics(self.bootstrap, hub_topics(self.settings())))
@@ -73,6 +74,42 @@ class HubUnderTest:
         )  # fmt: skip
         self.procs.append(proc)
         return proc
+
+    def start_cli(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Any ``hub`` command as a child process with this hub's settings (plus ``env``), output to
+        ``<state_dir>/<name>.log``; stopped by :meth:`stop_all` like the workers."""
+        log = (self.state_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub.cli", *args], cwd=REPO, env={**self.env, **(env or {})},
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.procs.append(proc)
+        return proc
+
+    def start_named_worker(self, name: str, instance_id: str, web_port: int) -> subprocess.Popen[bytes]:
+        """Another worker of the same group, with its own static membership id and web port."""
+        return self.start_cli(name, "worker", "-l", "info",
+                              env={"HUB_WORKER__INSTANCE_ID": instance_id, "HUB_WORKER__WEB_PORT": str(web_port)})
+
+    def cli_json(self, *args: str, timeout_s: float = 300) -> tuple[int, dict[str, Any]]:
+        """A ``hub`` command that prints one JSON object (its last line of output), as an operator runs
+        it with this hub's settings: (exit code, that object)."""
+        done = subprocess.run([sys.executable, "-m", "hub.cli", *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=timeout_s, check=False)  # fmt: skip
+        try:
+            report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError) as exc:
+            raise AssertionError(f"hub {' '.join(args)} printed no JSON (exit {done.returncode}):\n"
+                                 f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}") from exc
+        return done.returncode, report
+
+    def reconcile_cli(self, *args: str, timeout_s: float = 300) -> tuple[int, dict[str, Any]]:
+        """``hub reconcile --json [args]``: (exit code, report)."""
+        return self.cli_json("reconcile", "--json", *args, timeout_s=timeout_s)
+
+    def audit_verify_cli(self, timeout_s: float = 300) -> tuple[int, dict[str, Any]]:
+        """``hub audit verify --json``: (exit code, report)."""
+        return self.cli_json("audit", "verify", "--json", timeout_s=timeout_s)
 
     def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         if proc.poll() is None:
@@ -140,13 +177,17 @@ class HubUnderTest:
         return got
 
 
-def wait_ready(hub: HubUnderTest, proc: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
-    """Until the worker's /ready answers 200 (fails at once, with its log, if the worker exits)."""
+def wait_ready(hub: HubUnderTest, proc: subprocess.Popen[bytes], timeout_s: float = 120, *,
+               port: int | None = None, name: str = "worker") -> None:  # fmt: skip
+    """Until the worker's /ready answers 200 (fails at once, with its log, if the worker exits).
+
+    ``port``: the worker's web port when it is not the hub's (a second worker); ``name``: its log name.
+    """
 
     def ready() -> bool:
-        assert proc.poll() is None, f"worker exited:\n{hub.log()}"
+        assert proc.poll() is None, f"worker exited:\n{hub.log(name)}"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/ready", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port or hub.web_port}/ready", timeout=2) as r:
                 return bool(r.status == 200)
         except OSError:
             return False

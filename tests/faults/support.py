@@ -1,0 +1,157 @@
+"""Helpers for the fault-injection tests: background work whose failure fails the test, and agency
+clients posting to the ingest gateway the way a well-behaved agency system does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from connectors.gateway.auth import hash_token
+from hub.contract.envelope import Event
+from hub.deadline import Deadline
+from tests.hub.support import HubUnderTest
+
+
+class Background:
+    """Run ``target(*args)`` in a thread; :meth:`join` re-raises what it raised."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
+        self.error: BaseException | None = None
+        self.result: Any = None
+
+        def run() -> None:
+            try:
+                self.result = target(*args)
+            except BaseException as exc:  # handed to the test thread by join()
+                self.error = exc
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout_s: float) -> Any:
+        self.thread.join(timeout_s)
+        if self.thread.is_alive():
+            raise TimeoutError(f"background work still running after {timeout_s:g} s")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def kill_points(rng: random.Random, n: int, kills: int) -> list[int]:
+    """One random point in each of ``kills`` equal slices of the middle 80 % of the stream."""
+    width = 0.8 / kills
+    return [int(n * rng.uniform(0.1 + i * width, 0.1 + (i + 1) * width)) for i in range(kills)]
+
+
+# -- agency clients of the ingest gateway ----------------------------------------------------------
+
+CLIENTS = 4
+MAX_BATCH = 500
+"""Batches of 1 to this many events: a large one is partly in Kafka while the rest is still sent, which
+is when a killed gateway leaves a client without an answer for events Kafka has (the client re-sends them)."""
+TOKENS = {agency: f"{agency}-fault-test-token" for agency in ("polisen", "kommun", "kriminalvarden")}
+
+
+@dataclass
+class Posting:
+    """What the clients were told: acknowledged event ids, and how often they had to retry."""
+
+    acknowledged: set[str] = field(default_factory=set)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    """"202", "503", "429", "connection" (refused, reset, or no complete answer)."""
+
+
+def batches(events: list[Event], rng: random.Random) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(agency, [(event id, JSON line)]) batches of one agency each, random sizes, agencies interleaved."""
+    per_agency: dict[str, list[tuple[str, str]]] = {}
+    for e in events:
+        line = json.dumps(e.model_dump(mode="json"))
+        per_agency.setdefault(e.envelope.source_agency.value, []).append((str(e.envelope.event_id), line))
+    chunks = []
+    for agency, lines in per_agency.items():
+        while lines:
+            size = rng.randint(1, MAX_BATCH)
+            chunks.append((agency, lines[:size]))
+            lines = lines[size:]
+    rng.shuffle(chunks)
+    return chunks
+
+
+async def post_all(url: str, work: list[tuple[str, list[tuple[str, str]]]], posting: Posting,
+                   spread_s: float = 0.0) -> None:  # fmt: skip
+    """``CLIENTS`` concurrent senders that retry until every event of theirs is acknowledged (202).
+
+    Like a well-behaved agency system: on a connection error, a 503 or a 429 it waits and sends again
+    what was not acknowledged (the same event ids); any other answer is a test failure. With
+    ``spread_s`` the batches are started evenly over that many seconds (steady traffic) instead of at once.
+    """
+    queue: asyncio.Queue[tuple[int, tuple[str, list[tuple[str, str]]]]] = asyncio.Queue()
+    for item in enumerate(work):
+        queue.put_nowait(item)
+    began = asyncio.get_running_loop().time()
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            index, (agency, pending) = queue.get_nowait()
+            if spread_s:  # pacing, not synchronisation
+                await asyncio.sleep(max(0.0, began + spread_s * index / len(work) - asyncio.get_running_loop().time()))
+            attempt = 0
+            while pending:
+                headers = {"Authorization": f"Bearer {TOKENS[agency]}", "Content-Type": "application/x-ndjson"}
+                body = "\n".join(line for _id, line in pending) + "\n"
+                try:
+                    async with session.post(url, data=body, headers=headers) as r:
+                        status, answer = r.status, await r.json()
+                except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError):
+                    posting.outcomes["connection"] += 1
+                    status, answer = 0, None
+                if status in (202, 503) and answer is not None:
+                    posting.outcomes[str(status)] += 1
+                    # A 503 names the lines Kafka did not acknowledge in time, or (not connected yet) none.
+                    accepted = {a["event_id"] for a in answer.get("accepted", [])}
+                    rejected = answer.get("rejected", [])
+                    assert all(r["status"] == 503 for r in rejected), rejected[:3]
+                    posting.acknowledged |= accepted
+                    pending = [(i, line) for i, line in pending if i not in accepted]
+                elif status == 429:
+                    posting.outcomes["429"] += 1
+                elif status != 0:
+                    raise AssertionError(f"gateway answered {status}: {answer}")
+                if pending:
+                    attempt += 1
+                    await asyncio.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))  # backoff
+
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        await asyncio.gather(*(client(session) for _ in range(CLIENTS)))
+
+
+def start_gateway_process(hub: HubUnderTest, name: str, port: int) -> subprocess.Popen[bytes]:
+    """``hub ingest`` on ``port`` with :data:`TOKENS`, once its /ready answers 200."""
+    env = {"HUB_INGEST__TOKENS": json.dumps({a: [hash_token(t)] for a, t in TOKENS.items()})}
+    proc = hub.start_cli(name, "ingest", "--host", "127.0.0.1", "--port", str(port), env=env)
+
+    def ready() -> bool:
+        assert proc.poll() is None, f"{name} exited:\n{hub.log(name)}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    Deadline(120, f"{name} to be ready").wait_for(ready, interval=0.2)
+    return proc

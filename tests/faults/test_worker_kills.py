@@ -1,0 +1,79 @@
+"""SIGKILL the worker at random points of a long stream, restart it, three times: nothing is lost, and
+the only duplicates are messages the killed worker had processed after its last commit."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+import uuid
+
+import pytest
+
+from tests.faults.ledger import (
+    committed,
+    committed_on,
+    read_ledger,
+    unexplained_duplicates,
+    wait_accounted,
+    wait_committed,
+)
+from tests.faults.support import Background, kill_points
+from tests.hub.support import HubUnderTest, wait_ready
+from tests.hub.test_worker_crash import mixed_events
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+KILLS = 3
+
+
+@pytest.mark.timeout(5400)
+def test_repeated_sigkill_loses_nothing(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
+                                        full_run: bool) -> None:  # fmt: skip
+    n = 100_000 if full_run else 10_000
+    seed = random.randrange(2**31)
+    rng = random.Random(seed)
+    points = kill_points(rng, n, KILLS)
+    print(f"\nseed {seed}: {n} events, SIGKILL after {points} committed")
+    hub = HubUnderTest(kafka_bootstrap, f"kills{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("kills"))
+    group = f"{hub.namespace}hub"
+    hub.create_topics()
+    events = list(mixed_events(n, seed=seed))
+    started = time.monotonic()
+    worker = hub.start_worker("worker-0", instance_id="worker-a")
+    committed_at_kills = []
+    try:
+        wait_ready(hub, worker, name="worker-0")
+        publisher = Background(hub.publish, events)
+        for i, point in enumerate(points, start=1):
+            wait_committed(hub, worker, f"worker-{i - 1}", point, 600 if full_run else 300)
+            time.sleep(rng.uniform(0.0, 1.2))  # not synchronisation: a random phase against the 1 s commits
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+            at_kill = committed(kafka_bootstrap, group)  # the dead worker commits nothing more
+            committed_at_kills.append(at_kill)
+            done = committed_on(kafka_bootstrap, group, hub.settings())
+            assert done < n, f"kill {i} came after the stream was processed ({done} of {n}): not mid-stream"
+            print(f"kill {i}: SIGKILL with {done} of {n} committed", flush=True)
+            worker = hub.start_worker(f"worker-{i}", instance_id="worker-a")  # the same worker, restarted
+            wait_ready(hub, worker, name=f"worker-{i}")
+        publisher.join(600)
+        wait_accounted(kafka_bootstrap, hub.settings(), n, timeout_s=1800 if full_run else 600)
+    finally:
+        hub.stop_all()
+    elapsed = time.monotonic() - started
+
+    ledger = read_ledger(kafka_bootstrap, hub.settings())
+    accounting = ledger.check(str(e.envelope.event_id) for e in events)
+    accounting.assert_exactly_accounted()
+    # At-least-once: a delivery is repeated only for a message processed after the last commit before a kill.
+    assert unexplained_duplicates(ledger, committed_at_kills) == []
+
+    code, audit = hub.audit_verify_cli()
+    assert audit["ok"], f"the audit trail's hash chains are broken: {audit}"
+    assert code == 0, audit
+    code, report = hub.reconcile_cli()
+    assert code == 0, report
+    assert (report["source_messages"], report["accounted"], report["lost"]) == (n, n, 0)
+    assert report["duplicate_deliveries"] == ledger.duplicate_deliveries
+    print(f"{n} events, {KILLS} SIGKILLs in {elapsed:.0f} s: {accounting.summary()}; reconcile {report}")
