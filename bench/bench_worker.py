@@ -3,7 +3,7 @@
 For every run, in a fresh topic namespace on one broker (``--bootstrap``, else ``HUB_KAFKA_BOOTSTRAP``,
 else a LocalBroker in a temporary folder):
 
-1. ``--events`` realistic mixed events (``mixed_events`` of the crash test) are pre-encoded and produced to
+1. ``--events`` realistic mixed events (``tests.factories.mixed_events``) are pre-encoded and produced to
    the three agency topics before anything reads them: both sides below read a full backlog;
 2. (A) passthrough: one aiokafka consumer (own group) reads the agency topics and produces every message
    unchanged to one output topic (idempotent producer, acks=all, sends not awaited one by one, flush at
@@ -55,7 +55,7 @@ from hub.pseudonym import Pseudonymiser
 from hub.reconcile import reconcile
 from hub.settings import HubSettings
 from hub.topics import AGENCIES, Topics
-from tests.hub.test_worker_crash import mixed_events
+from tests.factories import mixed_events
 
 REPO = Path(__file__).resolve().parent.parent
 Encoded = list[tuple[str, bytes, bytes]]  # (agency, key, value)

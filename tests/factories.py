@@ -6,7 +6,9 @@ person's number as far as the series documentation goes.
 
 from __future__ import annotations
 
+import random
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -126,3 +128,24 @@ def youth_activity(municipality: str = "1315", participants: int = 25) -> ev.You
                                         participants=participants, participants_13_17=participants - 5,
                                         participants_18_24=5, leader_hours=4.0),
     )  # fmt: skip
+
+
+def mixed_events(n: int, seed: int = 7) -> Iterator[Event]:
+    """``n`` realistic events of five kinds in turn (minor suspected, incident, youth activity, release,
+    extremism concern) over the six municipalities, reproducible by ``seed``: the stream the crash, fault
+    and benchmark runs send."""
+    rng = random.Random(seed)
+    codes = ["1315", "1380", "1381", "1382", "1383", "1384"]
+    for i in range(n):
+        code = rng.choice(codes)
+        kind = i % 5
+        if kind == 0:
+            yield minor_suspected(municipality=code, pnr=make_pnr(f"2010{rng.randint(1, 12):02d}15", "998"))
+        elif kind == 1:
+            yield incident_notice(rng.choice(["residential_burglary", "theft", "assault"]), code)
+        elif kind == 2:
+            yield youth_activity(code, participants=rng.randint(5, 40))
+        elif kind == 3:
+            yield release(home=code, pnr=make_pnr(f"1990{rng.randint(1, 12):02d}1{rng.randint(0, 9)}", "997"))
+        else:
+            yield extremism(code, pnr=make_pnr(f"2009{rng.randint(1, 12):02d}2{rng.randint(0, 8)}", "996"))

@@ -22,10 +22,10 @@ import pytest
 
 from hub.deadline import Deadline
 from hub.kafka.local import LocalBroker, free_port
+from tests.factories import mixed_events
 from tests.faults.ledger import committed_on, read_ledger, wait_accounted
 from tests.faults.support import Background, Posting, batches, post_all, start_gateway_process
 from tests.hub.support import HubUnderTest, wait_ready
-from tests.hub.test_worker_crash import mixed_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -15,6 +15,7 @@ import pytest
 
 from hub.deadline import Deadline
 from hub.kafka.local import free_port
+from tests.factories import mixed_events
 from tests.faults.ledger import read_ledger, wait_accounted
 from tests.faults.support import (
     CLIENTS,
@@ -26,7 +27,6 @@ from tests.faults.support import (
     start_gateway_process,
 )
 from tests.hub.support import HubUnderTest, wait_ready
-from tests.hub.test_worker_crash import mixed_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

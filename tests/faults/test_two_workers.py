@@ -14,6 +14,7 @@ from hub.deadline import Deadline
 from hub.kafka.local import free_port
 from hub.settings import HubSettings
 from hub.topics import AGENCIES, Topics
+from tests.factories import mixed_events
 from tests.faults.ledger import (
     assignments,
     committed,
@@ -24,7 +25,6 @@ from tests.faults.ledger import (
 )
 from tests.faults.support import Background
 from tests.hub.support import HubUnderTest, wait_ready
-from tests.hub.test_worker_crash import mixed_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 
+from tests.factories import mixed_events
 from tests.faults.ledger import (
     committed,
     committed_on,
@@ -20,7 +21,6 @@ from tests.faults.ledger import (
 )
 from tests.faults.support import Background, kill_points
 from tests.hub.support import HubUnderTest, wait_ready
-from tests.hub.test_worker_crash import mixed_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

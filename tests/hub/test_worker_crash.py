@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import signal
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from hub.contract.envelope import Event
 from hub.contract.outputs import AuditRecord
 from hub.deadline import Deadline
 from hub.reconcile import reconcile
@@ -24,30 +21,12 @@ from tests.hub.support import REPO, HubUnderTest, wait_ready
 pytestmark = pytest.mark.kafka
 
 
-def mixed_events(n: int, seed: int = 7) -> Iterator[Event]:
-    rng = random.Random(seed)
-    codes = ["1315", "1380", "1381", "1382", "1383", "1384"]
-    for i in range(n):
-        code = rng.choice(codes)
-        kind = i % 5
-        if kind == 0:
-            yield f.minor_suspected(municipality=code, pnr=f.make_pnr(f"2010{rng.randint(1, 12):02d}15", "998"))
-        elif kind == 1:
-            yield f.incident_notice(rng.choice(["residential_burglary", "theft", "assault"]), code)
-        elif kind == 2:
-            yield f.youth_activity(code, participants=rng.randint(5, 40))
-        elif kind == 3:
-            yield f.release(home=code, pnr=f.make_pnr(f"1990{rng.randint(1, 12):02d}1{rng.randint(0, 9)}", "997"))
-        else:
-            yield f.extremism(code, pnr=f.make_pnr(f"2009{rng.randint(1, 12):02d}2{rng.randint(0, 8)}", "996"))
-
-
 def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
                                           full_run: bool) -> None:  # fmt: skip
     n = 100_000 if full_run else 10_000
     hub = HubUnderTest(kafka_bootstrap, f"crash{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("crash"))
     hub.create_topics()
-    events = list(mixed_events(n))
+    events = list(f.mixed_events(n))
     worker = hub.start_worker("worker-1", instance_id="worker-a")
     try:
         wait_ready(hub, worker)
