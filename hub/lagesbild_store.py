@@ -86,6 +86,6 @@ class LagesbildStore:
     async def _load(self, partition: int) -> Counts:
         started = time.monotonic()
         counts = await load_partition(self.bootstrap, self.changelog, partition)
-        log.info("lägesbild partition %d loaded: %d counted events, %d aggregates in %.1f s", partition,
+        log.info("lägesbild partition %d loaded: %d counted events, %d aggregates in %.2f s", partition,
                  len(counts.contributions), len(counts.counts), time.monotonic() - started)  # fmt: skip
         return counts
