@@ -133,10 +133,18 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         fut.add_done_callback(_delivered)
 
     # -- agents --------------------------------------------------------------------------------------
-    # The offset processed last per source partition, to notice when the stream skips ahead. faust can
+    # The offset processed last per source partition (both agents; hub_consumer_lag reads it), to notice
+    # when the stream skips ahead. faust can
     # deliver prefetched messages past a seek after a rebalance and then commit over the gap
     # (faust-streaming issues #221, #606); the skipped messages are read back and processed first.
     last_offset: dict[tuple[str, int], int] = {}
+    source_topics = {*(topics.agency(a) for a in AGENCIES), topics.lagesbild}
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def _forget_offsets(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
+        for tp in revoked:  # another worker may process it meanwhile: start from the commit if it comes back
+            last_offset.pop((tp.topic, tp.partition), None)
 
     async def process(m: Message) -> None:
         result = pipeline.process(m)
@@ -209,6 +217,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             if county is not None:
                 county_key = f"{county['receiver']}|{settings.county_code}".encode()
                 await send(topics.lagesbild, county_key, json.dumps(county).encode())
+            last_offset[(event.message.topic, partition)] = event.message.offset
             yield None
 
     # -- web: health, readiness, metrics ---------------------------------------------------------------
@@ -222,8 +231,25 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         ok = recovered and not app.rebalancing and store.ready()
         return view.text("ready" if ok else "starting", status=200 if ok else 503)
 
+    async def measure_lag() -> None:
+        """Set ``hub_consumer_lag`` for every source partition assigned here: its end offset minus the next
+        offset to process (after the last one processed here, else the group's committed offset)."""
+        tps = sorted(tp for tp in app.consumer.assignment() if tp.topic in source_topics)
+        ends = await app.consumer.highwaters(*tps) if tps else {}
+        committed: Mapping[Any, int] = app.consumer._committed_offset  # type: ignore[attr-defined]
+        metrics.CONSUMER_LAG.clear()  # partitions revoked since the last scrape disappear
+        for tp, end in ends.items():
+            done = last_offset.get((tp.topic, tp.partition))
+            start = done + 1 if done is not None else committed.get(tp)
+            lag = end - start if isinstance(start, int) and start >= 0 else end
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+
     @app.page("/metrics")
     async def prometheus(view: View, request: Request) -> Response:
+        try:
+            await measure_lag()
+        except Exception as exc:  # the counters are still worth serving while the broker is away
+            log.warning("consumer lag not measured: %r", exc)
         # aiohttp wants the charset apart from the media type
         return view.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECEIVED = Counter("hub_events_received_total", "Messages read from agency topics", ["topic"])
 DELIVERED = Counter("hub_deliveries_total", "Deliveries made, per receiver", ["receiver"])
@@ -21,4 +21,10 @@ END_TO_END = Histogram(
     "hub_recorded_to_processed_seconds",
     "Time from the event's recorded_at to its processing by the hub",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+CONSUMER_LAG = Gauge(
+    "hub_consumer_lag",
+    "Messages on a source partition assigned to this worker that it has not processed yet (end offset minus "
+    "the next offset to process), updated when /metrics is read",
+    ["topic", "partition"],
 )

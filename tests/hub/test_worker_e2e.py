@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
+from hub.deadline import Deadline
+from hub.topics import AGENCIES
 from tests import factories as f
 from tests.hub.support import REPO, SERDE, HubUnderTest, running_hub
 
@@ -200,3 +203,32 @@ def test_worker_metrics_expose_the_core_counters(hub: HubUnderTest) -> None:
     assert any(name == "hub_processing_seconds_count" and v >= 1 for (name, _), v in samples.items())
     names = {fam.name for fam in families}
     assert {"hub_refusals", "hub_deadletters", "hub_duplicates", "hub_gap_messages_repaired"} <= names
+    # consumer lag per assigned source partition: every agency topic and the lägesbild stage's
+    lag = {(s.labels["topic"], s.labels["partition"]): s.value for fam in families for s in fam.samples
+           if s.name == "hub_consumer_lag"}  # fmt: skip
+    sources = {hub.topics.agency(a) for a in AGENCIES} | {hub.topics.lagesbild}
+    assert {t for t, _ in lag} == sources
+    assert len(lag) == len(sources) * hub.settings().topic_partitions
+
+
+def test_consumer_lag_counts_what_the_worker_has_not_processed(hub: HubUnderTest) -> None:
+    """A backlog the worker cannot have processed yet shows as lag; it falls to 0 once processed."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def kommun_lag() -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/metrics", timeout=5) as r:
+            families = text_string_to_metric_families(r.read().decode())
+        kommun = hub.topics.agency("kommun")
+        return sum(s.value for fam in families for s in fam.samples
+                   if s.name == "hub_consumer_lag" and s.labels["topic"] == kommun)  # fmt: skip
+
+    hub.publish([f.youth_activity("1315") for _ in range(3000)])
+    seen_lag = 0.0
+    deadline = Deadline(120, "the kommun backlog to be processed")
+    while (lag := kommun_lag()) > 0 or seen_lag == 0:
+        seen_lag = max(seen_lag, lag)
+        deadline.check()
+        time.sleep(0.05)
+    assert seen_lag > 0
