@@ -290,6 +290,11 @@ class Connector(ABC):
         return self.settings.state_dir / "connectors" / f"{self.name}.json"
 
     @property
+    def ready(self) -> bool:
+        """True while the producer is up and no stop was requested (the connector's ``/ready``)."""
+        return self._producer is not None and not self.stopping
+
+    @property
     def stopping(self) -> bool:
         """True once a stop was requested (signal or :meth:`request_stop`)."""
         return self._stop.is_set()

@@ -11,8 +11,14 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hub.settings import HubSettings, get_settings
+
+if TYPE_CHECKING:
+    from connectors.base import Connector
+
+STATUS_PORT_HELP = "serve /health, /ready, /metrics and /progress on this port (default: HUB_CONNECTOR__STATUS_PORT)"
 
 Handler = Callable[[argparse.Namespace, HubSettings], int]
 
@@ -239,7 +245,22 @@ def _polisen_feed(args: argparse.Namespace, settings: HubSettings) -> int:
     settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
     connector = PolisenFeedConnector(settings, base_url=args.base_url, polls=args.polls,
                                      min_interval_s=max(10.0, args.interval))  # fmt: skip
-    _print_json(connector.run_sync())
+    return _run_connector(connector, args, settings)
+
+
+def _run_connector(connector: Connector, args: argparse.Namespace, settings: HubSettings) -> int:
+    """Run a connector until it is done or stopped, with /health, /ready and /metrics if a port is set."""
+    import asyncio
+
+    from connectors.status import execute_with_status
+
+    port = args.status_port if args.status_port is not None else settings.connector.status_port
+    try:
+        _print_json(asyncio.run(execute_with_status(connector, settings.connector.status_host, port)))
+    except OSError as exc:
+        print(f"error: the status endpoint cannot listen on {settings.connector.status_host}:{port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)  # fmt: skip
+        return 2
     return 0
 
 
@@ -298,11 +319,10 @@ def _filedrop(args: argparse.Namespace, settings: HubSettings) -> int:
     connector = FileDropConnector(settings, agency=args.agency, directory=directory, once=args.once,
                                   poll_interval_s=max(0.2, args.interval))  # fmt: skip
     try:
-        _print_json(connector.run_sync())
+        return _run_connector(connector, args, settings)
     except UnsafeFolderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 # -- hub demo -----------------------------------------------------------------------------------------
@@ -430,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--base-url", default="https://polisen.se", help="API base URL (default https://polisen.se)")
     pf.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between polls (min 10)")
     pf.add_argument("--polls", type=int, metavar="N", help="stop after N polls (default: run until Ctrl-C)")
+    pf.add_argument("--status-port", type=int, metavar="P",
+                    help=STATUS_PORT_HELP)
     pf.set_defaults(handler=_polisen_feed)
     fd = csub.add_parser("filedrop", help="publish the rows of CSV/JSON files dropped into a folder (docs/filedrop.md)")
     fd.add_argument("--agency", required=True, choices=["kommun", "kriminalvarden"], help="whose folder it is")
@@ -438,6 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     fd.add_argument("--once", action="store_true", help="process the files there now, then exit")
     fd.add_argument("--interval", type=float, default=2.0, metavar="S",
                     help="seconds between polls of the folder (default 2)")
+    fd.add_argument("--status-port", type=int, metavar="P",
+                    help=STATUS_PORT_HELP)
     fd.set_defaults(handler=_filedrop)
 
     lb = sub.add_parser("lagesbild", help="the situational picture of a municipality or the county (13)")

@@ -16,16 +16,18 @@ log = logging.getLogger(__name__)
 async def serve_until_stopped(
     app: web.Application, host: str, port: int, *, name: str, shutdown_timeout: float,
     stop: asyncio.Event | None = None, on_listening: Callable[[str], None] | None = None, detail: str = "",
+    handle_signals: bool = True,
 ) -> None:  # fmt: skip
     """Listen on ``host:port`` (0: any free port) until SIGTERM/SIGINT or ``stop``; then stop accepting, let
-    running requests finish within ``shutdown_timeout`` and clean up. ``on_listening`` gets the URL."""
+    running requests finish within ``shutdown_timeout`` and clean up. ``on_listening`` gets the URL.
+    Without ``handle_signals`` only ``stop`` ends it (the process's signals belong to someone else)."""
     stop = stop or asyncio.Event()
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT) if handle_signals else ():
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)

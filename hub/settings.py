@@ -82,6 +82,14 @@ class WorkerSettings(BaseModel):
     """How soon the group notices a crashed worker and gives its partitions to the others."""
 
 
+class ConnectorSettings(BaseModel):
+    """The long-running connectors (``hub connector polisen-feed``, ``hub connector filedrop``)."""
+
+    status_host: str = "127.0.0.1"
+    status_port: int | None = None
+    """Port of the connector's /health, /ready and /metrics; unset: no HTTP endpoint."""
+
+
 class LagesbildSettings(BaseModel):
     """The lägesbild stage and its burglary-wave alerts for neighbourhood watch."""
 
@@ -188,6 +196,7 @@ class HubSettings(BaseSettings):
     dedup_window_hours: float = 168.0
     """How long an event id is remembered to drop redelivered or re-sent events (default 7 days)."""
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     lagesbild: LagesbildSettings = Field(default_factory=LagesbildSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     log_level: str = "INFO"

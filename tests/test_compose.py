@@ -100,7 +100,7 @@ def _service_ports(name: str, service: dict[str, Any]) -> set[int]:
     """Ports the service listens on inside the network: published targets, `expose`, HUB_*PORT settings."""
     ports = {int(target) for _, target in _published_ports(service)}
     ports |= {int(str(p).split("/")[0]) for p in service.get("expose") or []}
-    ports |= {int(v) for k, v in _environment(service).items() if k.endswith("__PORT") or k.endswith("__WEB_PORT")}
+    ports |= {int(v) for k, v in _environment(service).items() if k.endswith(("__PORT", "__WEB_PORT", "__STATUS_PORT"))}
     return ports
 
 
@@ -219,7 +219,7 @@ def test_polisen_feed_only_under_its_profile() -> None:
 
 
 def test_every_service_has_a_healthcheck_or_is_a_documented_exception() -> None:
-    no_endpoint = {"topics", "polisen-feed"}  # a one-shot job; a connector without an HTTP endpoint
+    no_endpoint = {"topics"}  # a one-shot job
     for name, service in _services().items():
         check = service.get("healthcheck")
         assert check, f"{name}: no healthcheck"
@@ -228,9 +228,9 @@ def test_every_service_has_a_healthcheck_or_is_a_documented_exception() -> None:
         else:
             assert check.get("test"), f"{name}: healthcheck without test"
     services = _services()
-    for name in ("worker", "ingest"):
-        port = next(iter(_service_ports(name, services[name]) & {6066, 8088}))
-        assert f":{port}/health" in " ".join(services[name]["healthcheck"]["test"]), name
+    for name, path in (("worker", "health"), ("ingest", "health"), ("polisen-feed", "ready")):
+        port = next(iter(_service_ports(name, services[name]) & {6066, 8088, 8090}))
+        assert f":{port}/{path}" in " ".join(services[name]["healthcheck"]["test"]), name
 
 
 def test_every_hub_variable_is_a_real_setting() -> None:
@@ -294,7 +294,8 @@ def test_prometheus_is_mounted_and_scrapes_the_services_on_their_ports() -> None
         assert host in services, f"scrape target {host} is not a compose service"
         assert port in _service_ports(host, services[host]), f"{host} does not listen on {port}"
         assert path == "/metrics"
-    assert {("worker", 6066), ("ingest", 8088), ("web", 8000)} <= {(h, p) for h, p, _ in targets}
+    scraped = {(h, p) for h, p, _ in targets}
+    assert {("worker", 6066), ("ingest", 8088), ("web", 8000), ("polisen-feed", 8090)} <= scraped
 
 
 def _exposed_metric_names() -> set[str]:
