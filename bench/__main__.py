@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_e2e, bench_ingest, bench_recovery, bench_serde, bench_worker
+from bench import bench_e2e, bench_ingest, bench_pipeline, bench_recovery, bench_serde, bench_worker
 from bench.report import (
     Figure,
     Section,
@@ -62,6 +62,7 @@ class Sizes:
     ingest_rate: float = 500.0
     ingest_duration: float = 10.0
     worker_events: int = 20000
+    inprocess_events: int = 5000
     e2e_rate: float = 1000.0
     e2e_duration: float = 20.0
     e2e_drain: float = 300.0
@@ -71,8 +72,8 @@ class Sizes:
 
 FULL = Sizes()
 SMOKE = Sizes(serde_events=1000, ingest_events=300, ingest_batch=100, ingest_clients=8, ingest_rate=200.0,
-              ingest_duration=2.0, worker_events=600, e2e_rate=200.0, e2e_duration=3.0, e2e_drain=60.0,
-              increments=400, recovery_keys=5000)  # fmt: skip
+              ingest_duration=2.0, worker_events=600, inprocess_events=600, e2e_rate=200.0, e2e_duration=3.0,
+              e2e_drain=60.0, increments=400, recovery_keys=5000)  # fmt: skip
 
 
 def sections(z: Sizes) -> list[Section]:
@@ -106,6 +107,9 @@ def sections(z: Sizes) -> list[Section]:
             Figure("worker.passthrough_eps", "raw aiokafka passthrough", "events/s"),
             Figure("worker.worker_eps", "hub worker", "events/s", "≥ 20,000", at_least(20000)),
             Figure("worker.ratio", "worker / passthrough", "×", "≥ 0.5", at_least(0.5)),
+            Figure("worker.inprocess_eps", f"its own work in one process, no Kafka ({z.inprocess_events:,} events)",
+                   "events/s", "reported: one worker's ceiling"),
+            Figure("worker.of_inprocess", "worker / its own work without Kafka", "×"),
             Figure("worker.p50_ms", "processing latency per message, p50", "ms"),
             Figure("worker.p99_ms", "processing latency per message, p99", "ms"),
             Figure("worker.startup_s", "worker start → /ready", "s"),
@@ -149,7 +153,10 @@ METHOD = """\
   acknowledged (acks=all, idempotent producer); latency = HTTP request sent → event read from the agency topic.
 - **Worker** (`bench/bench_worker.py`): the same pre-produced backlog read by a raw aiokafka passthrough and by
   `hub worker` (one process); the worker's run ends when `hub reconcile` accounts for every event;
-  processing latency from the worker's `hub_processing_seconds` histogram.
+  processing latency from the worker's `hub_processing_seconds` histogram. Beside it, the worker's own
+  work without Kafka (`bench/bench_pipeline.py`): the same kind of events through `Pipeline.process` and
+  the lägesbild stage in the benchmark's process, tables as dicts — what one worker could reach if faust,
+  aiokafka and the broker cost nothing.
 - **End to end** (`bench/bench_e2e.py`): `hub worker` and `hub ingest` as processes; simulated traffic of every
   agency posted as NDJSON every 20 ms at the offered rate; latency = post → `hub.delivery` read from
   `deliver.<receiver>.<kommunkod>`, every delivery counted. When the worker cannot keep up, the rate it
@@ -194,6 +201,8 @@ def run_worker(ctx: Context) -> dict[str, float]:
     events = ctx.once("worker_events", lambda: bench_worker.encode_events(ctx.sizes.worker_events))
     r = asyncio.run(bench_worker.one_run(ctx.bootstrap, events, 2.0, ctx.work))
     out = {f"worker.{k}": v for k, v in r.items()}
+    out["worker.inprocess_eps"] = bench_pipeline.measure(ctx.sizes.inprocess_events)["eps"]
+    out["worker.of_inprocess"] = r["worker_eps"] / out["worker.inprocess_eps"]
     out["rss.worker_throughput"] = r["rss_mib"]
     return out
 

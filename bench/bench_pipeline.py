@@ -1,0 +1,87 @@
+"""The worker's own work without Kafka: the same mixed events through the pipeline and the lägesbild stage
+in this process, with plain dicts for the tables — the ceiling one worker process could reach if faust,
+aiokafka and the broker cost nothing.
+
+Per run: ``--events`` events (``tests.factories.mixed_events``) are encoded, then timed (1) through
+:meth:`hub.pipeline.Pipeline.process` (decode, dedup, route, gate, minimise, pseudonymise, audit, encode
+every output) and (2) every count increment that produced — and the county copies they make — through the
+lägesbild stage as the worker runs it (:meth:`hub.flows.lagesbild.Counts.apply`, encoding each aggregate,
+the state record, the wave check). Figures: events/s of (1), of (2) per source event, and of both.
+
+    .venv/bin/python bench/bench_pipeline.py --events 5000 --runs 3
+
+``measure(n)`` returns one run's figures as a dict; ``python -m bench`` calls it beside the worker benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hub.audit import AuditChain
+from hub.contract.serde import Serde
+from hub.flows.lagesbild import Counts, WaveRule, check_wave, contribution_key, county_increment
+from hub.flows.routing import Router
+from hub.lagesbild_store import encode_record
+from hub.pipeline import Message, Pipeline
+from hub.pseudonym import Pseudonymiser
+from hub.rules.model import load_rules
+from hub.settings import HubSettings
+from hub.topics import Topics
+from tests.factories import mixed_events
+
+
+def measure(n: int) -> dict[str, float]:
+    settings = HubSettings()
+    serde = Serde()
+    topics = Topics()
+    messages = [Message(topics.agency(e.envelope.source_agency.value), 0, i, None, serde.encode(e))
+                for i, e in enumerate(mixed_events(n))]  # fmt: skip
+    pipeline = Pipeline(Router(load_rules(settings.rules_path), settings.county_code), serde,
+                        Pseudonymiser(settings), seen={}, consents={}, chain=AuditChain(), topics=topics)  # fmt: skip
+
+    started = time.perf_counter()
+    increments = [o.value for m in messages for o in pipeline.process(m).outputs if o.topic == topics.lagesbild]
+    route_s = time.perf_counter() - started
+
+    counts, alerts, rule = Counts(), {}, WaveRule()
+    started = time.perf_counter()
+    queue = list(increments)
+    while queue:
+        increment = json.loads(queue.pop())
+        record = contribution_key(increment)
+        new = record not in counts.contributions
+        for pub in counts.apply(increment):
+            serde.encode(pub.record)
+        if new:
+            encode_record(record, counts.contributions[record])
+        alert = check_wave(counts.counts, alerts, increment, rule)
+        if alert is not None:
+            serde.encode(alert)
+        county = county_increment(increment, settings.county_code)
+        if county is not None:
+            queue.append(json.dumps(county).encode())
+    lagesbild_s = time.perf_counter() - started
+    return {"route_eps": n / route_s, "lagesbild_eps": n / lagesbild_s, "eps": n / (route_s + lagesbild_s)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs = [measure(args.events) for _ in range(args.runs)]
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        print(f"{key}: median {statistics.median(values):,.0f} events/s ({' / '.join(f'{v:,.0f}' for v in values)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
