@@ -134,9 +134,9 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
 
     # -- agents --------------------------------------------------------------------------------------
     # The offset processed last per source partition (both agents; hub_consumer_lag reads it), to notice
-    # when the stream skips ahead. faust can
-    # deliver prefetched messages past a seek after a rebalance and then commit over the gap
-    # (faust-streaming issues #221, #606); the skipped messages are read back and processed first.
+    # when the stream skips ahead. faust can deliver prefetched messages past a seek after a rebalance and
+    # then commit over the gap (faust-streaming issues #221, #606); the skipped messages are read back and
+    # processed first.
     last_offset: dict[tuple[str, int], int] = {}
     source_topics = {*(topics.agency(a) for a in AGENCIES), topics.lagesbild}
 
