@@ -68,12 +68,14 @@ class Sizes:
     e2e_drain: float = 300.0
     increments: int = 20000
     recovery_keys: int = 1_000_000
+    stage_timeout_s: float = 900.0
+    """How long the aggregation run may take before it fails with what it was waiting for."""
 
 
 FULL = Sizes()
 SMOKE = Sizes(serde_events=1000, ingest_events=300, ingest_batch=100, ingest_clients=8, ingest_rate=200.0,
               ingest_duration=2.0, worker_events=600, inprocess_events=600, e2e_rate=200.0, e2e_duration=3.0,
-              e2e_drain=60.0, increments=400, recovery_keys=5000)  # fmt: skip
+              e2e_drain=60.0, increments=400, recovery_keys=5000, stage_timeout_s=180.0)  # fmt: skip
 
 
 def sections(z: Sizes) -> list[Section]:
@@ -222,7 +224,8 @@ def run_recovery(ctx: Context) -> dict[str, float]:
     z = ctx.sizes
     increments = ctx.once("increments", lambda: bench_recovery.make_increments(z.increments))
     table = ctx.once("table", lambda: asyncio.run(bench_recovery.prepare_recovery(ctx.bootstrap, z.recovery_keys)))
-    agg = asyncio.run(bench_recovery.run_aggregation(ctx.bootstrap, ctx.work, increments))
+    agg = asyncio.run(bench_recovery.run_aggregation(ctx.bootstrap, ctx.work, increments,
+                                                     timeout_s=z.stage_timeout_s))  # fmt: skip
     rec = asyncio.run(bench_recovery.run_recovery(ctx.bootstrap, ctx.work, table))
     out = {f"recovery.{k}": v for k, v in {**agg, **rec}.items()}
     out["rss.worker_recovery"] = rec["rss_recovery_mib"]

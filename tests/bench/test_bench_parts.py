@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_recovery import changelog_topic, encode_table_entry, partition_for, synthetic_increments, table_entry
+from bench.bench_recovery import (
+    changelog_topic,
+    encode_table_entry,
+    partition_for,
+    partitions_behind,
+    synthetic_increments,
+    table_entry,
+)
 from bench.report import Figure, Row
 from bench.rss import PeakRss, peak_mib, pid_listening_on
 from hub.flows.lagesbild import Counts
@@ -86,3 +93,14 @@ def test_a_row_takes_the_median_of_the_runs_that_measured_and_checks_the_target(
     assert Row(figure, [float("nan")]).met == "n/a"
     assert Row(Figure("y", "y", "s"), [1.0]).met == "—"
     assert Row(figure, [1234.4, float("nan")]).cells()[1:3] == ["1,234", "1,234 / n/a"]
+
+
+def test_the_aggregation_run_waits_only_for_partitions_that_were_written_to() -> None:
+    """Regression: increments that missed one of the four partitions left it without a committed offset and
+    the smoke run waited for it until pytest's timeout."""
+    from aiokafka import TopicPartition
+
+    tp = [TopicPartition("hub.lagesbild", p) for p in range(4)]
+    ends = {tp[0]: 543, tp[1]: 104, tp[2]: 153, tp[3]: 0}
+    assert partitions_behind({tp[0]: 543, tp[1]: 104, tp[2]: 153}, ends) == {}
+    assert partitions_behind({tp[0]: 500, tp[1]: 104}, ends) == {0: (500, 543), 2: (None, 153)}
