@@ -20,6 +20,10 @@ from connectors.base import Connector
 from hub.serving import serve_until_stopped
 
 
+class StatusEndpointError(Exception):
+    """The status endpoint could not listen (e.g. the port is in use); nothing was published."""
+
+
 def status_app(connector: Connector) -> web.Application:
     async def health(request: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -57,10 +61,15 @@ async def execute_with_status(connector: Connector, host: str, port: int | None)
     try:
         await asyncio.wait({server, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
-        if server.done():
-            server.result()  # the port could not be bound: raise that before publishing anything
+        if server.done():  # the port could not be bound: say so before publishing anything
+            try:
+                server.result()
+            except OSError as exc:
+                raise StatusEndpointError(f"the status endpoint cannot listen on {host}:{port}: "
+                                          f"{exc.strerror or exc}") from None  # fmt: skip
         return await connector.execute()
     finally:
         stop.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await server
+        if not server.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await server

@@ -252,14 +252,13 @@ def _run_connector(connector: Connector, args: argparse.Namespace, settings: Hub
     """Run a connector until it is done or stopped, with /health, /ready and /metrics if a port is set."""
     import asyncio
 
-    from connectors.status import execute_with_status
+    from connectors.status import StatusEndpointError, execute_with_status
 
     port = args.status_port if args.status_port is not None else settings.connector.status_port
     try:
         _print_json(asyncio.run(execute_with_status(connector, settings.connector.status_host, port)))
-    except OSError as exc:
-        print(f"error: the status endpoint cannot listen on {settings.connector.status_host}:{port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)  # fmt: skip
+    except StatusEndpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 
