@@ -365,7 +365,7 @@ async def run_recovery(bootstrap: str, work: Path, table: RecoveryTable, timeout
     return {"ready_s": t_ready - t_launch, "load_s": load_s, "rss_recovery_mib": rss.peak_mib("worker")}
 
 
-LOADED = re.compile(r"lägesbild partition (\d+) loaded: (\d+) counted events, \d+ aggregates in ([0-9.]+) s")
+LOADED = re.compile(r"partition (\d+) loaded: (\d+) counted events, \d+ aggregates in ([0-9.]+) s")
 
 
 def state_loads(worker_log: str) -> tuple[float, int]:
