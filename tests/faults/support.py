@@ -91,13 +91,33 @@ def batches(events: list[Event], rng: random.Random) -> list[tuple[str, list[tup
     return chunks
 
 
+@dataclass
+class Hold:
+    """Keep the last ``batches`` work items back until ``release`` is set, so that the clients cannot
+    finish before the test has done what it must do while they are still posting."""
+
+    batches: int
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def held_for(work: list[tuple[str, list[tuple[str, str]]]], fraction: float) -> Hold:
+    """A :class:`Hold` of the fewest last batches of ``work`` that carry at least ``fraction`` of its events."""
+    total = sum(len(lines) for _agency, lines in work)
+    held = carried = 0
+    while held < len(work) and carried < fraction * total:
+        held += 1
+        carried += len(work[-held][1])
+    return Hold(held)
+
+
 async def post_all(url: str, work: list[tuple[str, list[tuple[str, str]]]], posting: Posting,
-                   spread_s: float = 0.0) -> None:  # fmt: skip
+                   spread_s: float = 0.0, hold: Hold | None = None) -> None:  # fmt: skip
     """``CLIENTS`` concurrent senders that retry until every event of theirs is acknowledged (202).
 
     Like a well-behaved agency system: on a connection error, a 503 or a 429 it waits and sends again
     what was not acknowledged (the same event ids); any other answer is a test failure. With
     ``spread_s`` the batches are started evenly over that many seconds (steady traffic) instead of at once.
+    With ``hold`` the last batches wait for its release (a client waiting there is still running).
     """
     queue: asyncio.Queue[tuple[int, tuple[str, list[tuple[str, str]]]]] = asyncio.Queue()
     for item in enumerate(work):
@@ -107,6 +127,8 @@ async def post_all(url: str, work: list[tuple[str, list[tuple[str, str]]]], post
     async def client(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
             index, (agency, pending) = queue.get_nowait()
+            if hold is not None and index >= len(work) - hold.batches:
+                await asyncio.to_thread(hold.release.wait)
             if spread_s:  # pacing, not synchronisation
                 await asyncio.sleep(max(0.0, began + spread_s * index / len(work) - asyncio.get_running_loop().time()))
             attempt = 0
