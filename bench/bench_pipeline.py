@@ -5,8 +5,8 @@ aiokafka and the broker cost nothing.
 Per run: ``--events`` events (``tests.factories.mixed_events``) are encoded, then timed (1) through
 :meth:`hub.pipeline.Pipeline.process` (decode, dedup, route, gate, minimise, pseudonymise, audit, encode
 every output) and (2) every count increment that produced — and the county copies they make — through the
-lägesbild stage as the worker runs it (:meth:`hub.flows.lagesbild.Counts.apply`, encoding each aggregate,
-the state record, the wave check). Figures: events/s of (1), of (2) per source event, and of both.
+lägesbild stage as the worker runs it (:meth:`hub.lagesbild_stage.LagesbildStage.process`: count, encode
+each aggregate and the state record, check for a wave). Figures: events/s of (1), of (2) per source event, and of both.
 
     .venv/bin/python bench/bench_pipeline.py --events 5000 --runs 3
 
@@ -16,7 +16,6 @@ the state record, the wave check). Figures: events/s of (1), of (2) per source e
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, WaveRule, check_wave, contribution_key, county_increment
+from hub.flows.lagesbild import Counts, WaveRule
 from hub.flows.routing import Router
-from hub.lagesbild_store import encode_record
+from hub.lagesbild_stage import LagesbildStage
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
@@ -50,23 +49,14 @@ def measure(n: int) -> dict[str, float]:
     increments = [o.value for m in messages for o in pipeline.process(m).outputs if o.topic == topics.lagesbild]
     route_s = time.perf_counter() - started
 
-    counts, alerts, rule = Counts(), {}, WaveRule()
+    counts = Counts()
+    stage = LagesbildStage(serde, topics, settings.county_code, WaveRule(), alerts={})
     started = time.perf_counter()
     queue = list(increments)
-    while queue:
-        increment = json.loads(queue.pop())
-        record = contribution_key(increment)
-        new = record not in counts.contributions
-        for pub in counts.apply(increment):
-            serde.encode(pub.record)
-        if new:
-            encode_record(record, counts.contributions[record])
-        alert = check_wave(counts.counts, alerts, increment, rule)
-        if alert is not None:
-            serde.encode(alert)
-        county = county_increment(increment, settings.county_code)
-        if county is not None:
-            queue.append(json.dumps(county).encode())
+    while queue:  # as the worker does, county copies included (they come back round through hub.lagesbild)
+        for output in stage.process(counts, queue.pop(), 0):
+            if output.topic == topics.lagesbild:
+                queue.append(output.value)
     lagesbild_s = time.perf_counter() - started
     return {"route_eps": n / route_s, "lagesbild_eps": n / lagesbild_s, "eps": n / (route_s + lagesbild_s)}
 

@@ -13,7 +13,6 @@ since the last commit are processed again, so a receiver may see a delivery twic
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -28,10 +27,11 @@ from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import WaveRule, check_wave, contribution_key, county_increment
+from hub.flows.lagesbild import WaveRule
 from hub.flows.routing import Router
 from hub.kafka.admin import last_record, read_range
-from hub.lagesbild_store import LagesbildStore, encode_record
+from hub.lagesbild_stage import LagesbildStage
+from hub.lagesbild_store import LagesbildStore
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
@@ -190,33 +190,20 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
         revoked: set[Any] = args[0] if args else kwargs.get("revoked", set())
         store.revoke(tp.partition for tp in revoked if tp.topic == topics.lagesbild)
 
-    alerts = app.Table("hub-lagesbild-alerts", default=bool, partitions=n)
     lb = settings.lagesbild
     wave_rule = WaveRule(min_count=lb.alert_min_count, factor=lb.alert_factor,
                          trailing_weeks=lb.alert_trailing_weeks)  # fmt: skip
+    alerts = app.Table("hub-lagesbild-alerts", default=bool, partitions=n)
+    stage = LagesbildStage(serde, topics, settings.county_code, wave_rule, alerts)
 
     @app.agent(lagesbild_topic, name="hub.lagesbild")
     async def aggregate(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             partition = event.message.partition
             counts = await store.counts(partition)
-            increment = json.loads(event.value)
-            record = contribution_key(increment)
-            new = record not in counts.contributions
-            for pub in counts.apply(increment):
-                target = topics.deliver(pub.receiver, pub.municipality_code)
-                key = f"{pub.record.area or '-'}|{pub.record.category}|{pub.record.period}".encode()
-                await send(target, key, serde.encode(pub.record))
-            if new:  # written through before the offset is committed (the producer is flushed first)
-                await send(topics.lagesbild_state, *encode_record(record, counts.contributions[record]), partition)
-            alert = check_wave(counts.counts, alerts, increment, wave_rule)
-            if alert is not None:
-                target = topics.deliver("grannsamverkan", alert.municipality_code)
-                await send(target, alert.area.encode(), serde.encode(alert))
-            county = county_increment(increment, settings.county_code)
-            if county is not None:
-                county_key = f"{county['receiver']}|{settings.county_code}".encode()
-                await send(topics.lagesbild, county_key, json.dumps(county).encode())
+            # The state record is written through before the offset is committed (the producer is flushed first).
+            for output in stage.process(counts, event.value, partition):
+                await send(output.topic, output.key, output.value, output.partition)
             last_offset[(event.message.topic, partition)] = event.message.offset
             yield None
 

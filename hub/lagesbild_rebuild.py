@@ -32,6 +32,7 @@ from hub.contract.serde import Serde
 from hub.flows.lagesbild import Counts, Publication, aggregate, aggregate_keys, county_increment
 from hub.flows.routing import Router
 from hub.kafka.read import read_to_end
+from hub.lagesbild_stage import aggregate_key
 from hub.lagesbild_store import encode_record
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
@@ -134,9 +135,7 @@ async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
         serde = Serde()
         for pub in _publications(counts, increments):
             target = topics.deliver(pub.receiver, pub.municipality_code)
-            rec = pub.record
-            await producer.send(target, key=f"{rec.area or '-'}|{rec.category}|{rec.period}".encode(),
-                                value=serde.encode(rec))  # fmt: skip
+            await producer.send(target, key=aggregate_key(pub.record), value=serde.encode(pub.record))
             report.published += 1
         await producer.flush()
     finally:

@@ -14,7 +14,10 @@ import pytest
 from connectors.polisen_feed.connector import HALLAND, to_event
 from connectors.polisen_feed.mapping import parse_event
 from hub.contract.outputs import AreaAlert, LagesbildAggregate
+from hub.contract.serde import Serde
 from hub.flows.lagesbild import Counts, WaveRule, check_wave, county_increment
+from hub.lagesbild_stage import LagesbildStage
+from hub.topics import Topics
 from tests import factories as f
 from tests.hub.support import HubUnderTest, running_hub
 
@@ -62,6 +65,48 @@ def test_county_copy_is_made_once() -> None:
     assert county["municipality_code"] == "13"
     assert county["area"] is None
     assert county_increment(county, "13") is None
+
+
+def test_the_stage_produces_aggregates_state_alert_and_county_copy_in_that_order() -> None:
+    """What the worker produces for one increment, in order; a redelivered increment (or county copy) writes
+    no second state record and no second alert, and a county copy makes no copy of its own."""
+    topics, serde = Topics(), Serde()
+    stage = LagesbildStage(serde, topics, "13", WaveRule(min_count=3, factor=2.0), alerts={})
+    counts = Counts()
+    wave = [increment(day=d, week="2026-W28") for d in ("2026-07-06", "2026-07-07", "2026-07-08")]
+    produced = [stage.process(counts, json.dumps(inc).encode(), 4) for inc in wave]
+
+    first, _second, third = produced
+    assert [o.topic for o in first] == [topics.deliver("lagesbild", "1381")] * 4 + [
+        topics.lagesbild_state, topics.lagesbild]  # fmt: skip
+    state = first[4]
+    assert state.partition == 4  # beside the increment, in the partition this worker reloads
+    assert json.loads(state.key or b"") == f"lagesbild|1381|{wave[0]['event_id']}"
+    county = json.loads(first[5].value)
+    assert (county["municipality_code"], county["area"], county["county_copy"]) == ("13", None, True)
+    assert first[5].key == b"lagesbild|13"
+
+    alert_out = [o for o in third if o.topic == topics.deliver("grannsamverkan", "1381")]
+    assert [o.key for o in alert_out] == [b"Centrum"]
+    alert = serde.decode(alert_out[0].value)
+    assert isinstance(alert, AreaAlert)
+    assert alert.count_7d == 3
+    aggregates = [serde.decode(o.value) for o in third if o.topic == topics.deliver("lagesbild", "1381")]
+    shown = {(a.area, a.period_kind.value, a.count) for a in aggregates if isinstance(a, LagesbildAggregate)}
+    assert shown == {("Centrum", "week", 3), (None, "week", 3), ("Centrum", "day", None), (None, "day", None)}
+    assert [o.key for o in third[:4]] == [b"Centrum|residential_burglary|2026-W28",
+                                          b"Centrum|residential_burglary|2026-07-08",
+                                          b"-|residential_burglary|2026-W28",
+                                          b"-|residential_burglary|2026-07-08"]  # fmt: skip
+
+    again = stage.process(counts, json.dumps(wave[2]).encode(), 4)  # redelivered after a crash
+    assert topics.lagesbild_state not in {o.topic for o in again}
+    assert topics.deliver("grannsamverkan", "1381") not in {o.topic for o in again}  # the wave alerted already
+    assert again[-1] == third[-1]  # the same county copy again
+    county_first = stage.process(counts, third[-1].value, 7)
+    assert {o.topic for o in county_first} == {topics.deliver("lagesbild", "13"), topics.lagesbild_state}
+    county_again = stage.process(counts, again[-1].value, 7)  # counted already: republished, nothing more
+    assert {o.topic for o in county_again} == {topics.deliver("lagesbild", "13")}
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,59 @@
+"""One count increment's walk through the lägesbild stage, with no Kafka in it.
+
+increment (from ``hub.lagesbild``) → count it (:meth:`Counts.apply`) → the aggregates to
+``deliver.<receiver>.<kommunkod>`` → the state record of a newly counted event → a burglary-wave alert to
+``deliver.grannsamverkan.<kommunkod>`` → the county copy of the increment, back onto ``hub.lagesbild``.
+
+The worker (``hub.app``) feeds in each increment with the counts of its partition and produces the returned
+outputs in order; the benchmark of the worker's own work calls :meth:`LagesbildStage.process` directly.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+from hub.contract.outputs import LagesbildAggregate
+from hub.contract.serde import Serde
+from hub.flows.lagesbild import Counts, WaveRule, check_wave, contribution_key, county_increment
+from hub.lagesbild_store import encode_record
+from hub.pipeline import Output
+from hub.topics import Topics
+
+
+def aggregate_key(record: LagesbildAggregate) -> bytes:
+    """The Kafka key of an aggregate on a receiver topic: one per area, category and period."""
+    return f"{record.area or '-'}|{record.category}|{record.period}".encode()
+
+
+@dataclass
+class LagesbildStage:
+    serde: Serde
+    topics: Topics
+    county_code: str
+    wave_rule: WaveRule
+    alerts: MutableMapping[str, bool]
+    """Area → alerted for the current wave (the worker's changelogged faust table)."""
+
+    def process(self, counts: Counts, value: bytes, partition: int) -> list[Output]:
+        """The messages to produce for one increment read from ``partition`` of ``hub.lagesbild``."""
+        increment = json.loads(value)
+        record = contribution_key(increment)
+        new = record not in counts.contributions
+        outputs = []
+        for pub in counts.apply(increment):
+            target = self.topics.deliver(pub.receiver, pub.municipality_code)
+            outputs.append(Output(target, aggregate_key(pub.record), self.serde.encode(pub.record)))
+        if new:  # the state record lives in the increment's partition, where this worker reloads it from
+            outputs.append(Output(self.topics.lagesbild_state, *encode_record(record, counts.contributions[record]),
+                                  partition))  # fmt: skip
+        alert = check_wave(counts.counts, self.alerts, increment, self.wave_rule)
+        if alert is not None:
+            target = self.topics.deliver("grannsamverkan", alert.municipality_code)
+            outputs.append(Output(target, alert.area.encode(), self.serde.encode(alert)))
+        county = county_increment(increment, self.county_code)
+        if county is not None:
+            county_key = f"{county['receiver']}|{self.county_code}".encode()
+            outputs.append(Output(self.topics.lagesbild, county_key, json.dumps(county).encode()))
+        return outputs
