@@ -14,10 +14,9 @@ import contextlib
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from connectors.base import Connector
-from hub.serving import serve_until_stopped
+from hub.serving import prometheus_response, serve_until_stopped
 
 
 class StatusEndpointError(Exception):
@@ -33,7 +32,7 @@ def status_app(connector: Connector) -> web.Application:
         return web.Response(text="ready" if ok else "not ready", status=200 if ok else 503)
 
     async def metrics(request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        return prometheus_response()
 
     async def progress(request: web.Request) -> web.Response:
         return web.json_response(connector.progress())

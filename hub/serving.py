@@ -1,4 +1,5 @@
-"""Serving an aiohttp application until SIGTERM/SIGINT: the one loop `hub ingest` and `hub web` share."""
+"""Serving an aiohttp application until SIGTERM/SIGINT: the one loop `hub ingest`, `hub web` and the
+connectors' status endpoints share; and the Prometheus answer of their ``/metrics``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import signal
 from collections.abc import Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
 log = logging.getLogger(__name__)
+
+
+def prometheus_response(registry: CollectorRegistry = REGISTRY) -> web.Response:
+    """``registry`` in Prometheus' text format: the body of a ``/metrics`` answer."""
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def serve_until_stopped(

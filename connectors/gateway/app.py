@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 
 from connectors.base import (
@@ -42,7 +42,7 @@ from hub.kafka.local import bootstrap_address
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.pseudonym import Pseudonymiser
-from hub.serving import serve_until_stopped
+from hub.serving import prometheus_response, serve_until_stopped
 from hub.settings import HubSettings
 from hub.topics import Topics
 
@@ -194,8 +194,7 @@ class Gateway:
         return web.json_response(body, status=200 if body["ready"] else 503)
 
     async def metrics_endpoint(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return prometheus_response(self.metrics.registry)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.json_response(openapi_document(self.ingest))

@@ -22,13 +22,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiokafka.errors import KafkaError
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub.kafka.local import bootstrap_address
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.rules.receivers import RECEIVERS
-from hub.serving import serve_until_stopped
+from hub.serving import prometheus_response, serve_until_stopped
 from hub.settings import DEV_SECRET, HubSettings
 from hub.web.assets import APP_CSS, APP_JS
 from hub.web.auth import COOKIE_NAME, LoginThrottle, SessionSigner, authenticate
@@ -186,8 +185,7 @@ class Handlers:
         return web.json_response({"ready": ok, "broker_reachable": ok}, status=200 if ok else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.state.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})  # fmt: skip
+        return prometheus_response(self.state.metrics.registry)
 
     @staticmethod
     async def script(request: web.Request) -> web.Response:
