@@ -33,7 +33,9 @@ def test_repeated_sigkill_loses_nothing(kafka_bootstrap: str, tmp_path_factory: 
     n = 100_000 if full_run else 10_000
     seed = random.randrange(2**31)
     rng = random.Random(seed)
-    points = kill_points(rng, n, KILLS)
+    # Points in the middle of the first eight tenths: the kill comes up to 1.2 s after its point, and a worker
+    # on a faster machine must still have events left to process (the assertion below holds it to that).
+    points = kill_points(rng, int(n * 0.8), KILLS)
     print(f"\nseed {seed}: {n} events, SIGKILL after {points} committed")
     hub = HubUnderTest(kafka_bootstrap, f"kills{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("kills"))
     group = f"{hub.namespace}hub"
