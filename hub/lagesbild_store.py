@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import orjson
 
 from hub.flows.lagesbild import Counts
-from hub.kafka.read import read_to_end
+from hub.kafka.read import read_batches_to_end
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,15 @@ def decode_record(key: bytes, value: bytes | None) -> tuple[str, list[str] | Non
 async def load_partition(bootstrap: str, topic: str, partition: int) -> Counts:
     """The counts one changelog partition holds (later records replace earlier ones; tombstones delete)."""
     contributions: dict[str, list[str]] = {}
-    async for r in read_to_end(bootstrap, [topic], partitions={partition}):
-        if r.key is None:
-            continue
-        key, keys = decode_record(r.key, r.value)
-        if keys is None:
-            contributions.pop(key, None)
-        else:
-            contributions[key] = keys
+    async for _tp, records in read_batches_to_end(bootstrap, [topic], partitions={partition}):
+        for r in records:  # the hot path of a restart: a million records take seconds
+            if r.key is None:
+                continue
+            key, keys = decode_record(r.key, r.value)
+            if keys is None:
+                contributions.pop(key, None)
+            else:
+                contributions[key] = keys
     return Counts(contributions)
 
 

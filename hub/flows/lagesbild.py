@@ -20,6 +20,7 @@ can be recomputed from the agency topics (:mod:`hub.lagesbild_rebuild`).
 from __future__ import annotations
 
 import collections
+import itertools
 import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class Counts:
         self.recount()
 
     def recount(self) -> None:
-        self.counts = dict(collections.Counter(k for keys in self.contributions.values() for k in keys))
+        self.counts = dict(collections.Counter(itertools.chain.from_iterable(self.contributions.values())))
 
     def apply(self, inc: dict[str, Any], now: datetime | None = None) -> list[Publication]:
         """Count ``inc`` once per event id; return the aggregates to publish (suppressed below 3).

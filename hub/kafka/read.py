@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,19 @@ class Record:
 async def read_to_end(bootstrap: str, topics: list[str], fetch_max_bytes: int = 16 * 1024 * 1024,
                       partitions: set[int] | None = None) -> AsyncIterator[Record]:  # fmt: skip
     """Every record now in ``topics`` (only ``partitions`` of them, if given), in offset order per partition."""
+    async for tp, messages in read_batches_to_end(bootstrap, topics, fetch_max_bytes, partitions):
+        for m in messages:
+            yield Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+
+
+Batch = tuple[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+async def read_batches_to_end(bootstrap: str, topics: list[str], fetch_max_bytes: int = 16 * 1024 * 1024,
+                              partitions: set[int] | None = None) -> AsyncIterator[Batch]:  # fmt: skip
+    """:func:`read_to_end` a fetched batch at a time, as aiokafka returns it: for readers of millions of
+    records (a lägesbild state partition), where a generator step and a :class:`Record` per record cost
+    about a fifth of the time."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_bytes=fetch_max_bytes, max_partition_fetch_bytes=fetch_max_bytes)  # fmt: skip
     await consumer.start()
@@ -39,9 +52,10 @@ async def read_to_end(bootstrap: str, topics: list[str], fetch_max_bytes: int = 
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10000)
             for tp, messages in batch.items():
-                for m in messages:
-                    if m.offset < end[tp]:
-                        yield Record(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                if messages and messages[-1].offset >= end[tp]:  # written after the start: not ours to read
+                    messages = [m for m in messages if m.offset < end[tp]]
+                if messages:
+                    yield tp, messages
             # Done with a partition once its position passed the end taken at the start (records may be
             # returned in several batches, and offsets need not be contiguous).
             for tp in list(remaining):
