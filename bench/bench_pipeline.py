@@ -6,7 +6,8 @@ Per run: ``--events`` events (``tests.factories.mixed_events``) are encoded, the
 :meth:`hub.pipeline.Pipeline.process` (decode, dedup, route, gate, minimise, pseudonymise, audit, encode
 every output) and (2) every count increment that produced — and the county copies they make — through the
 lägesbild stage as the worker runs it (:meth:`hub.lagesbild_stage.LagesbildStage.process`: count, encode
-each aggregate and the state record, check for a wave). Figures: events/s of (1), of (2) per source event, and of both.
+each aggregate and the state record, check for a wave). Figures: events/s of (1), of (2) per source event,
+and of both.
 
     .venv/bin/python bench/bench_pipeline.py --events 5000 --runs 3
 

@@ -34,7 +34,7 @@ class LagesbildStage:
     county_code: str
     wave_rule: WaveRule
     alerts: MutableMapping[str, bool]
-    """Area → alerted for the current wave (the worker's changelogged faust table)."""
+    """``municipality|area|category`` → alerted for the current wave (the worker's changelogged faust table)."""
 
     def process(self, counts: Counts, value: bytes, partition: int) -> list[Output]:
         """The messages to produce for one increment read from ``partition`` of ``hub.lagesbild``."""
