@@ -45,8 +45,8 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    try:  # stopped even when starting fails (the broker may be down)
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
@@ -64,8 +64,8 @@ async def last_record(bootstrap: str, topic: str, partition: int) -> bytes | Non
     """The value of the last record in ``topic``/``partition``, or None when it is empty."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
+    try:  # stopped even when starting fails (the broker may be down)
+        await consumer.start()
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         if end == 0:
@@ -84,9 +84,9 @@ async def read_range(
     """Records ``start <= offset < end`` of one partition as (offset, key, value)."""
     tp = TopicPartition(topic, partition)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
     out: list[tuple[int, bytes | None, bytes]] = []
-    try:
+    try:  # stopped even when starting fails (the broker may be down)
+        await consumer.start()
         consumer.assign([tp])
         consumer.seek(tp, start)
         while await consumer.position(tp) < end:

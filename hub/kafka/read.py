@@ -41,8 +41,8 @@ async def read_batches_to_end(bootstrap: str, topics: list[str], fetch_max_bytes
     about a sixth of the time."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_bytes=fetch_max_bytes, max_partition_fetch_bytes=fetch_max_bytes)  # fmt: skip
-    await consumer.start()
-    try:
+    try:  # stopped even when starting fails (the broker may be down)
+        await consumer.start()
         await consumer._client.force_metadata_update()
         cluster = consumer._client.cluster
         tps = [TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())

@@ -62,8 +62,8 @@ class TopicFeed:
     async def recent(self, limit: int) -> tuple[list[Message], Positions]:
         """Up to ``limit`` newest messages (newest first) and the position just after the end."""
         consumer = self._consumer()
-        await consumer.start()
-        try:
+        try:  # stopped even when starting fails (the broker may be down)
+            await consumer.start()
             tps = await self._partitions(consumer)
             if not tps:
                 return [], {}
@@ -93,8 +93,8 @@ class TopicFeed:
         after each ``idle_s`` without one, so the caller can send keep-alives and notice a closed client.
         A partition missing from ``start`` is read from its beginning (all of it arrived after the page)."""
         consumer = self._consumer()
-        await consumer.start()
-        try:
+        try:  # stopped even when starting fails (the broker may be down)
+            await consumer.start()
             tps = await self._partitions(consumer)
             positions: Positions = {}
             if tps:

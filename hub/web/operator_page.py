@@ -167,14 +167,14 @@ class OperatorData:
     async def lag(self) -> list[Lag]:
         bootstrap, group = self.state.bootstrap, self.state.settings.worker.app_id
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
+        try:  # stopped even when starting fails (the broker may be down)
+            await admin.start()
             committed = await admin.list_consumer_group_offsets(group)
         finally:
             await admin.close()
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-        await consumer.start()
-        try:
+        try:  # stopped even when starting fails (the broker may be down)
+            await consumer.start()
             client = consumer._client
             agency = [self.state.topics.agency(a) for a in AGENCIES]
             for t in agency:

@@ -4,10 +4,12 @@ and answers a page that needs Kafka with a Swedish 503 instead of a stack trace.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer
 
 from hub.kafka.local import free_port
 from hub.settings import HubSettings, WebSettings, WebUser
@@ -33,6 +35,8 @@ async def _exercise(cookie_secure: bool) -> dict[str, Any]:
         cookie = login.cookies["hub_session"].value
         page = await session.get(client.make_url("/inbox/sig/1381"), headers={"Cookie": f"hub_session={cookie}"})
         out["page"] = (page.status, page.headers.get("Retry-After"), await page.text())
+        gc.collect()
+        out["open_consumers"] = [o for o in gc.get_objects() if isinstance(o, AIOKafkaConsumer) and not o._closed]
         return out
 
 
@@ -46,6 +50,7 @@ def test_without_kafka_pages_answer_503_in_swedish_and_ready_says_no() -> None:
     assert retry_after == "5"
     assert "Tillfälligt otillgänglig" in body
     assert "Traceback" not in body
+    assert out["open_consumers"] == []  # a page that failed to reach Kafka left no consumer behind
 
 
 def test_the_secure_flag_follows_the_setting() -> None:
