@@ -8,20 +8,15 @@ from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from hub.kafka.admin import TopicSpec, ensure_topics
 from hub.kafka.read import read_batches_to_end, read_to_end
 
 pytestmark = pytest.mark.kafka
 
 
 async def _write(bootstrap: str, topic: str, n: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    finally:
-        await admin.close()
+    await ensure_topics(bootstrap, [TopicSpec(topic, 3)])
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
