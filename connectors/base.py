@@ -87,7 +87,9 @@ from prometheus_client import Counter
 from hub.contract.base import ContractRecord
 from hub.contract.envelope import Event
 from hub.contract.serde import Serde
-from hub.kafka.local import bootstrap_address
+from hub.identity import PER_MUNICIPALITY
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.logsafety import protect_kafka_logs
 from hub.pseudonym import Pseudonymiser
 from hub.settings import HubSettings
@@ -124,10 +126,9 @@ class ProducerLike(Protocol):
 ProducerT = TypeVar("ProducerT", bound=ProducerLike)
 
 
-def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
-    """The hub's producer: idempotent, ``acks="all"``, small linger for batching."""
+def make_producer(access: KafkaAccess, **overrides: Any) -> AIOKafkaProducer:
+    """The hub's producer as ``access``'s principal: idempotent, ``acks="all"``, small linger for batching."""
     options: dict[str, Any] = {
-        "bootstrap_servers": bootstrap,
         "enable_idempotence": True,
         "acks": "all",
         "linger_ms": 5,
@@ -135,12 +136,14 @@ def make_producer(bootstrap: str, **overrides: Any) -> AIOKafkaProducer:
         "client_id": "samverkan-hub",
     }
     options.update(overrides)
-    return AIOKafkaProducer(**options)
+    producer: AIOKafkaProducer = clients.producer(access, **options)
+    return producer
 
 
 def event_topic(event: Event, topics: Topics) -> str:
-    """``<namespace>agency.<envelope.source_agency>.events``."""
-    return topics.agency(str(event.envelope.source_agency.value))
+    """The topic of the event's source unit: ``agency.polisen.events``, ``agency.kommun.1381.events``."""
+    agency = str(event.envelope.source_agency.value)
+    return topics.agency(agency, event.envelope.municipality_code if agency in PER_MUNICIPALITY else None)
 
 
 def event_key(event: Event, pseudonymiser: Pseudonymiser) -> bytes:
@@ -229,6 +232,7 @@ class Connector(ABC):
         stop_grace_s: float = 10.0,
         shutdown_timeout_s: float = 60.0,
         producer_factory: Callable[[], ProducerLike] | None = None,
+        principal: str | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -244,7 +248,10 @@ class Connector(ABC):
         self.checkpoint_interval_s = checkpoint_interval_s
         self.stop_grace_s = stop_grace_s
         self.shutdown_timeout_s = shutdown_timeout_s
-        self._producer_factory = producer_factory or (lambda: make_producer(bootstrap_address(settings)))
+        self.principal = principal or self.default_principal
+        """The Kafka principal this connector publishes as (ACLs let it write only its unit's topic)."""
+        self._producer_factory = producer_factory or (
+            lambda: make_producer(clients.access_for(settings, self.principal)))
         self._serde = Serde()
         self._pseudonymiser = Pseudonymiser(settings)
         self.topics = Topics(settings.topic_namespace)
@@ -275,6 +282,9 @@ class Connector(ABC):
         self._labels = {"connector": self.name}
 
     # -- what a subclass implements ------------------------------------------------------------------
+
+    #: The principal a connector of this kind publishes as unless ``HUB_KAFKA__USERNAME`` says otherwise.
+    default_principal: str = "connector-simulator"
 
     @abstractmethod
     def run(self) -> AsyncIterator[ContractRecord] | Awaitable[None]:

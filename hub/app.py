@@ -29,14 +29,16 @@ from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import WaveRule
 from hub.flows.routing import Router
+from hub.kafka import clients
 from hub.kafka.admin import last_record, read_range
+from hub.kafka.clients import KafkaAccess
 from hub.lagesbild_stage import LagesbildStage
 from hub.lagesbild_store import LagesbildStore
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
 from hub.settings import DEV_SECRET, HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,24 @@ class IdempotentProducer(faust_aiokafka.Producer):
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
 
 
-def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
-    """Build the worker app: agency topics in; deliveries, audit and dead letters out."""
+def credential_of(headers: Any) -> str | None:
+    """The ``hub-credential`` header the gateway sets (which credential sent the event), if any."""
+    items = headers.items() if isinstance(headers, Mapping) else (headers or ())
+    for name, value in items:
+        if name == "hub-credential" and isinstance(value, bytes | bytearray):
+            return bytes(value).decode("utf-8", "replace")[:200]
+    return None
+
+
+def create_app(settings: HubSettings, kafka: KafkaAccess) -> faust.App:
+    """Build the worker app: agency topics in; deliveries, audit and dead letters out. Connects as ``kafka``'s
+    principal (``worker``) over TLS + SCRAM."""
     n = settings.topic_partitions
     topics = Topics(settings.topic_namespace)
     app = faust.App(
         settings.worker.app_id,
-        broker=f"kafka://{bootstrap}",
+        broker=[f"kafka://{b}" for b in kafka.bootstrap.split(",")],
+        broker_credentials=clients.faust_credentials(kafka),
         store="memory://",
         datadir=str(settings.state_dir / "worker"),
         processing_guarantee="at_least_once",
@@ -86,7 +99,8 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
 
     # -- topics --------------------------------------------------------------------------------------
-    agency_topics = app.topic(*[topics.agency(a) for a in AGENCIES], **raw)  # type: ignore[arg-type]
+    source_names = topics.sources(settings.municipality_codes)
+    agency_topics = app.topic(*source_names, **raw)  # type: ignore[arg-type]
 
     # -- tables --------------------------------------------------------------------------------------
     seen = app.Table("hub-seen", default=None, partitions=n)
@@ -96,7 +110,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     )  # fmt: skip
 
     # -- the pipeline --------------------------------------------------------------------------------
-    if settings.secret_key.get_secret_value() == DEV_SECRET:
+    if settings.secret_key.get_secret_value() == DEV_SECRET:  # only possible with HUB_ENV=dev (hub.secrets)
         log.warning("HUB_SECRET_KEY is the development default; set a real secret in production")
     serde = Serde()
     chain = AuditChain()
@@ -107,7 +121,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     app.hub_pipeline = pipeline  # type: ignore[attr-defined]
 
     async def continue_chain(partition: int) -> None:
-        last = await last_record(bootstrap, topics.audit, partition)
+        last = await last_record(kafka, topics.audit, partition)
         record = serde.decode(last) if last is not None else None
         chain.set_head(partition, record if isinstance(record, AuditRecord) else None)
 
@@ -138,7 +152,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     # then commit over the gap (faust-streaming issues #221, #606); the skipped messages are read back and
     # processed first.
     last_offset: dict[tuple[str, int], int] = {}
-    source_topics = {*(topics.agency(a) for a in AGENCIES), topics.lagesbild}
+    source_topics = {*source_names, topics.lagesbild}
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget_offsets(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -152,7 +166,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             await send(output.topic, output.key, output.value, output.partition)
 
     async def repair_gap(topic: str, partition: int, start: int, end: int) -> None:
-        skipped = await read_range(bootstrap, topic, partition, start, end)
+        skipped = await read_range(kafka, topic, partition, start, end)
         log.warning("the stream skipped %d message(s) of %s/%d at offsets %d-%d: processing them now",
                     len(skipped), topic, partition, start, end - 1)  # fmt: skip
         metrics.GAPS_REPAIRED.inc(len(skipped))
@@ -173,12 +187,12 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
             if previous is not None and m.offset > previous + 1:
                 await repair_gap(m.topic, m.partition, previous + 1, m.offset)
             last_offset[(m.topic, m.partition)] = m.offset
-            await process(Message(m.topic, m.partition, m.offset, m.key, m.value))
+            await process(Message(m.topic, m.partition, m.offset, m.key, m.value, credential_of(m.headers)))
             yield None
 
     # -- the lägesbild stage: increments keyed by receiver|municipality → aggregates ----------------------
     lagesbild_topic = app.topic(topics.lagesbild, **raw)  # type: ignore[arg-type]
-    store = LagesbildStore(bootstrap, topics.lagesbild_state)
+    store = LagesbildStore(kafka, topics.lagesbild_state)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _load_lagesbild(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -243,7 +257,7 @@ def create_app(settings: HubSettings, bootstrap: str) -> faust.App:
     return app
 
 
-def run_worker(settings: HubSettings, bootstrap: str, loglevel: str = "info") -> None:
+def run_worker(settings: HubSettings, kafka: KafkaAccess, loglevel: str = "info") -> None:
     """Create the topics, publish the schemas, then run the worker until SIGTERM/SIGINT."""
     from faust.worker import Worker
 
@@ -251,10 +265,8 @@ def run_worker(settings: HubSettings, bootstrap: str, loglevel: str = "info") ->
     from hub.kafka.admin import ensure_topics, hub_topics
 
     async def prepare() -> None:
-        await ensure_topics(bootstrap, hub_topics(settings), settings.worker.replication_factor)
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+        await ensure_topics(kafka, hub_topics(settings), settings.worker.replication_factor)
+        producer = clients.producer(kafka, enable_idempotence=True, acks="all")
         await producer.start()
         try:
             await publish_schemas(producer, Serde().registry, Topics(settings.topic_namespace).schemas)
@@ -263,7 +275,7 @@ def run_worker(settings: HubSettings, bootstrap: str, loglevel: str = "info") ->
 
     asyncio.run(prepare())
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run() closed the previous one
-    app = create_app(settings, bootstrap)
+    app = create_app(settings, kafka)
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     # No terminal spinner: it sets the root logger to DEBUG so it can spin on every record, which makes
     # every faust and aiokafka debug message be formatted (and redacted) on the hot path.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from hub.contract.outputs import AuditRecord, Decision
+from hub.kafka.clients import KafkaAccess
 
 GENESIS = "0" * 64
 
@@ -34,6 +35,11 @@ def record_hash(record: AuditRecord) -> str:
         "prev_hash": record.prev_hash,
         "partition": record.partition,
     }
+    # v2 fields join the hashed content only when set, so the hashes of records written before them still hold.
+    if record.source_unit is not None:
+        content["source_unit"] = record.source_unit
+    if record.credential is not None:
+        content["credential"] = record.credential
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -56,13 +62,14 @@ class AuditChain:
 
     def append(
         self, partition: int, *, event_id: str, receiver: str, legal_basis: str, decision: Decision,
-        reason: str | None, fields_disclosed: list[str], at: datetime,
+        reason: str | None, fields_disclosed: list[str], at: datetime, source_unit: str | None = None,
+        credential: str | None = None,
     ) -> AuditRecord:  # fmt: skip
         seq, prev = self.heads.get(partition, (0, GENESIS))
         draft = AuditRecord(
             seq=seq, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision,
             reason=reason, fields_disclosed=fields_disclosed, at=at, prev_hash=prev, hash="",
-            partition=partition,
+            partition=partition, source_unit=source_unit, credential=credential,
         )  # fmt: skip
         record = draft.model_copy(update={"hash": record_hash(draft)})
         self.heads[partition] = (seq + 1, record.hash)
@@ -117,7 +124,7 @@ def verify(records: Iterable[tuple[int, int, AuditRecord]]) -> VerifyResult:
     return VerifyResult(count, len(heads), first)
 
 
-async def read_trail(bootstrap: str, topic: str) -> list[tuple[int, int, AuditRecord]]:
+async def read_trail(kafka: KafkaAccess, topic: str) -> list[tuple[int, int, AuditRecord]]:
     """Every record of the audit topic as (partition, offset, record), in offset order per partition.
 
     Raises :class:`TrailError` at the first record that is not an audit record.
@@ -128,7 +135,7 @@ async def read_trail(bootstrap: str, topic: str) -> list[tuple[int, int, AuditRe
 
     serde = Serde()
     out: list[tuple[int, int, AuditRecord]] = []
-    async for m in read_to_end(bootstrap, [topic]):
+    async for m in read_to_end(kafka, [topic]):
         try:
             rec = serde.decode(m.value)
         except ContractError as exc:

@@ -17,6 +17,7 @@ from hub.settings import HubSettings, get_settings
 
 if TYPE_CHECKING:
     from connectors.base import Connector
+    from hub.kafka.clients import KafkaAccess
 
 STATUS_PORT_HELP = "serve /health, /ready, /metrics and /progress on this port (default: HUB_CONNECTOR__STATUS_PORT)"
 
@@ -68,6 +69,73 @@ def _kafka_status(args: argparse.Namespace, settings: HubSettings) -> int:
     else:
         print(f"not running (home {status.home})")
     return 0 if status.running else 3
+
+
+def _kafka_client_config(args: argparse.Namespace, settings: HubSettings) -> int:
+    """A Java client properties file (with the principal's password) for Kafka's own tools."""
+    from hub import identity
+    from hub.kafka.clients import KafkaAccessError, access_as
+
+    try:
+        access = access_as(settings, args.principal or settings.kafka.username or identity.ADMIN)
+    except KafkaAccessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(access.java_properties(), end="")
+    return 0
+
+
+def _kafka_pki(args: argparse.Namespace, settings: HubSettings) -> int:
+    """CA, broker keystores and a password per principal into DIR (the compose ``pki`` job)."""
+    from hub.kafka.pki import Pki
+    from hub.kafka.provision import catalogue
+
+    pki = Pki(Path(args.directory))
+    pki.ensure_ca()
+    for host in args.host or ["127.0.0.1"]:
+        pki.ensure_broker(host)
+    for principal in catalogue(settings):
+        pki.ensure_password(principal.name)
+    print(f"trust material in {pki.root}: CA {pki.ca_file}, {len(args.host or [1])} broker keystore(s), "
+          f"{len(catalogue(settings))} principals")
+    return 0
+
+
+def _kafka_provision(args: argparse.Namespace, settings: HubSettings) -> int:
+    """SCRAM users for every principal (passwords from the credentials folder) and the ACLs."""
+    from hub import identity
+    from hub.kafka.clients import credentials_dir
+    from hub.kafka.pki import Pki
+    from hub.kafka.provision import provision_local
+
+    access = resolve_access(settings, identity.ADMIN)
+    done = provision_local(access, Pki(credentials_dir(settings).parent), settings)
+    print(f"{len(done.users_created)} SCRAM users created; ACLs: {len(done.acls.created)} created, "
+          f"{len(done.acls.deleted)} removed, {done.acls.kept} kept")
+    return 0
+
+
+def _kafka_rotate(args: argparse.Namespace, settings: HubSettings) -> int:
+    """A new random password for one principal: written to its password file, then set on the broker."""
+    import secrets
+
+    from hub import identity
+    from hub.kafka.acls import upsert_scram_users
+    from hub.kafka.clients import credentials_dir
+    from hub.kafka.pki import Pki
+    from hub.kafka.provision import catalogue
+
+    names = {p.name for p in catalogue(settings)}
+    if args.principal not in names:
+        print(f"error: unknown principal {args.principal!r} (see `hub acl show --desired`)", file=sys.stderr)
+        return 2
+    access = resolve_access(settings, identity.ADMIN)
+    password = secrets.token_urlsafe(48)
+    upsert_scram_users(access, {args.principal: password}, mechanism=settings.kafka.sasl_mechanism)
+    Pki(credentials_dir(settings).parent).set_password(args.principal, password)
+    print(f"rotated the password of {args.principal}: {credentials_dir(settings) / (args.principal + '.password')}; "
+          "restart the processes that connect as it")
+    return 0
 
 
 def _kafka_logs(args: argparse.Namespace, settings: HubSettings) -> int:
@@ -132,41 +200,128 @@ def _add_schemas_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 # -- hub worker / hub topics -----------------------------------------------------------------------
 
 
-def resolve_bootstrap(settings: HubSettings) -> str:
-    """The cluster to use: HUB_KAFKA_BOOTSTRAP, else the local broker (which must be running)."""
-    from hub.kafka.local import bootstrap_address, broker_from_settings
+def ensure_kafka(settings: HubSettings) -> None:
+    """Exit with one line unless HUB_KAFKA_BOOTSTRAP is set or the local broker runs."""
+    from hub.kafka.local import broker_from_settings
 
     if not settings.kafka_bootstrap and broker_from_settings(settings).pid() is None:
         raise SystemExit("error: no Kafka: set HUB_KAFKA_BOOTSTRAP or start the local broker with `hub kafka up`")
-    return bootstrap_address(settings)
+
+
+def resolve_access(settings: HubSettings, role: str) -> KafkaAccess:
+    """How this command connects: HUB_KAFKA_BOOTSTRAP, else the local broker (which must be running), as
+    ``HUB_KAFKA__USERNAME`` or else the command's ``role`` principal. Exits with one line when it cannot."""
+    from hub.kafka.clients import KafkaAccessError, access_for
+
+    ensure_kafka(settings)
+    try:
+        return access_for(settings, role)
+    except KafkaAccessError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def require_secrets(settings: HubSettings, service: str) -> None:
+    """Exit non-zero with one line naming the setting when a secret of ``service`` is weak (not in dev)."""
+    from hub.secrets import WeakSecretError, require_strong_secrets
+
+    try:
+        require_strong_secrets(settings, service)
+    except WeakSecretError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def refused(exc: BaseException) -> str | None:
+    """One line for a broker's refusal (authentication or authorisation), or None for other errors."""
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        TopicAuthorizationFailedError,
+    )
+
+    name = type(exc).__name__
+    if isinstance(exc, TopicAuthorizationFailedError | GroupAuthorizationFailedError
+                  | ClusterAuthorizationFailedError):
+        return f"the broker refused access: this principal may not read or write that topic ({name})"
+    if "Authentication" in name or "Sasl" in name or "SSL" in name:
+        return f"the broker refused the credentials ({name})"
+    return None
 
 
 def _worker(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub import identity
     from hub.app import run_worker
 
-    run_worker(settings, resolve_bootstrap(settings), loglevel=args.loglevel)
+    require_secrets(settings, "worker")
+    run_worker(settings, resolve_access(settings, identity.WORKER), loglevel=args.loglevel)
     return 0
 
 
 def _topics_create(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
+    from hub import identity
     from hub.kafka.admin import ensure_topics, hub_topics
+    from hub.kafka.provision import apply_acls
 
-    created = asyncio.run(ensure_topics(resolve_bootstrap(settings), hub_topics(settings)))
+    access = resolve_access(settings, identity.ADMIN)
+    created = asyncio.run(ensure_topics(access, hub_topics(settings), settings.worker.replication_factor))
     print(f"created {len(created)} topics" if created else "all topics exist")
+    change = apply_acls(access, settings)
+    print(f"ACLs: {len(change.created)} created, {len(change.deleted)} removed, {change.kept} kept")
+    return 0
+
+
+# -- hub acl ------------------------------------------------------------------------------------------
+
+
+def _acl_apply(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub import identity
+    from hub.kafka.provision import apply_acls
+
+    change = apply_acls(resolve_access(settings, identity.ADMIN), settings)
+    if args.json:
+        _print_json({"created": [str(g) for g in change.created], "deleted": [str(g) for g in change.deleted],
+                     "kept": change.kept})
+    else:
+        for g in change.created:
+            print(f"+ {g}")
+        for g in change.deleted:
+            print(f"- {g}")
+        print(f"{len(change.created)} created, {len(change.deleted)} removed, {change.kept} unchanged")
+    return 0
+
+
+def _acl_show(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub import identity
+    from hub.kafka.acls import current_grants, desired_grants
+    from hub.kafka.provision import catalogue
+
+    if args.desired:
+        grants = desired_grants(catalogue(settings), namespace=settings.topic_namespace,
+                                app_id=settings.worker.app_id)
+    else:
+        grants = current_grants(resolve_access(settings, identity.ADMIN))
+    if args.principal:
+        grants = [g for g in grants if g.principal == args.principal]
+    if args.json:
+        _print_json([{"principal": g.principal, "resource": g.resource, "pattern": g.pattern, "name": g.name,
+                      "operation": g.operation} for g in grants])
+    else:
+        for g in grants:
+            print(g)
     return 0
 
 
 def _audit_verify(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
+    from hub import identity
     from hub.audit import TrailError, read_trail, verify
     from hub.topics import Topics
 
     topic = Topics(settings.topic_namespace).audit
     try:
-        result = verify(asyncio.run(read_trail(resolve_bootstrap(settings), topic)))
+        result = verify(asyncio.run(read_trail(resolve_access(settings, identity.OPERATOR), topic)))
     except TrailError as exc:
         print(f"BROKEN: {exc}")
         return 1
@@ -183,14 +338,15 @@ def _audit_verify(args: argparse.Namespace, settings: HubSettings) -> int:
 def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
+    from hub import identity
     from hub.reconcile import reconcile
 
-    bootstrap = resolve_bootstrap(settings)
-    r = asyncio.run(reconcile(bootstrap, settings))
+    r = asyncio.run(reconcile(resolve_access(settings, identity.OPERATOR), settings))
     if args.repair and r.lost:
         from hub.reconcile import repair
 
-        sent = asyncio.run(repair(bootstrap, r.lost_at))
+        # Re-publishing into the agency topics is the administrator's (no agency unit may write another's).
+        sent = asyncio.run(repair(resolve_access(settings, identity.ADMIN), r.lost_at))
         print(f"re-published {sent} unaccounted source message(s); run `hub reconcile` again shortly",
               file=sys.stderr)
     if args.json:
@@ -213,15 +369,22 @@ def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
 def _tail(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
-    from hub.tail import TailOptions, tail
+    from aiokafka.errors import KafkaError
+
+    from hub.kafka.clients import KafkaAccessError
+    from hub.tail import TailOptions, access_for_inbox, tail
 
     options = TailOptions(args.receiver, args.municipality, args.from_beginning, args.json, args.max,
                           args.timeout, args.reveal)  # fmt: skip
     try:
-        asyncio.run(tail(settings, resolve_bootstrap(settings), options))
-    except ValueError as exc:
+        ensure_kafka(settings)
+        asyncio.run(tail(settings, access_for_inbox(settings, options), options))
+    except (ValueError, KafkaAccessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KafkaError as exc:
+        print(f"error: {refused(exc) or f'Kafka: {type(exc).__name__}'}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -233,7 +396,8 @@ def _tail(args: argparse.Namespace, settings: HubSettings) -> int:
 def _simulate(args: argparse.Namespace, settings: HubSettings) -> int:
     from connectors.simulator.connector import SimulatorConnector
 
-    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    ensure_kafka(settings)
+    require_secrets(settings, "connector")
     progress = SimulatorConnector(settings, rate=args.rate, duration_s=args.duration, seed=args.seed).run_sync()
     _print_json(progress)
     return 0
@@ -242,7 +406,8 @@ def _simulate(args: argparse.Namespace, settings: HubSettings) -> int:
 def _polisen_feed(args: argparse.Namespace, settings: HubSettings) -> int:
     from connectors.polisen_feed.connector import PolisenFeedConnector
 
-    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    ensure_kafka(settings)
+    require_secrets(settings, "connector")
     connector = PolisenFeedConnector(settings, base_url=args.base_url, polls=args.polls,
                                      min_interval_s=max(10.0, args.interval))  # fmt: skip
     return _run_connector(connector, args, settings)
@@ -269,14 +434,13 @@ def _run_connector(connector: Connector, args: argparse.Namespace, settings: Hub
 def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
-    from hub import report
+    from hub import identity, report
 
-    bootstrap = resolve_bootstrap(settings)
     if args.rebuild:
         from hub.lagesbild_rebuild import WorkersRunning, rebuild
 
-        try:
-            _print_json(asyncio.run(rebuild(settings, bootstrap)).as_dict())
+        try:  # the rebuild writes what the worker writes, as the worker
+            _print_json(asyncio.run(rebuild(settings, resolve_access(settings, identity.WORKER))).as_dict())
         except WorkersRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -284,10 +448,12 @@ def _lagesbild(args: argparse.Namespace, settings: HubSettings) -> int:
     if args.municipality is None:
         print("error: give a municipality code (e.g. 1381) or 13 for the county", file=sys.stderr)
         return 2
+    # Read as the lägesbild inbox of that municipality (or the county): lagesbild-1381, lagesbild-13.
+    kafka = resolve_access(settings, identity.receiver_principal("lagesbild", args.municipality))
     if args.indicators:
-        _print_json(asyncio.run(report.indicators(settings, bootstrap, args.municipality)))
+        _print_json(asyncio.run(report.indicators(settings, kafka, args.municipality)))
         return 0
-    rows = asyncio.run(report.load(settings, bootstrap, args.municipality, args.period_kind))
+    rows = asyncio.run(report.load(settings, kafka, args.municipality, args.period_kind))
     rows = report.select(rows, args.since, args.until, args.category)
     if args.png:
         from dataclasses import replace
@@ -314,9 +480,14 @@ def _filedrop(args: argparse.Namespace, settings: HubSettings) -> int:
     if not directory.is_dir():
         print(f"error: drop folder {directory} does not exist", file=sys.stderr)
         return 2
-    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
-    connector = FileDropConnector(settings, agency=args.agency, directory=directory, once=args.once,
-                                  poll_interval_s=max(0.2, args.interval))  # fmt: skip
+    ensure_kafka(settings)
+    require_secrets(settings, "connector")
+    try:
+        connector = FileDropConnector(settings, agency=args.agency, directory=directory, once=args.once,
+                                      poll_interval_s=max(0.2, args.interval))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     try:
         return _run_connector(connector, args, settings)
     except UnsafeFolderError as exc:
@@ -348,7 +519,8 @@ def _web(args: argparse.Namespace, settings: HubSettings) -> int:
         return 0
     from hub.web import run_web
 
-    settings = settings.model_copy(update={"kafka_bootstrap": resolve_bootstrap(settings)})
+    ensure_kafka(settings)
+    require_secrets(settings, "web")
     return run_web(settings, host=args.host, port=args.port)
 
 
@@ -366,6 +538,7 @@ def _ingest(args: argparse.Namespace, settings: HubSettings) -> int:
         return 0
     from connectors.gateway import run
 
+    require_secrets(settings, "ingest")
     return run(settings, host=args.host, port=args.port)
 
 
@@ -388,6 +561,18 @@ def build_parser() -> argparse.ArgumentParser:
     st = ksub.add_parser("status", help="running or not, and where (exit 3 when not running)")
     st.add_argument("--json", action="store_true", help="one JSON object")
     st.set_defaults(handler=_kafka_status)
+    cc = ksub.add_parser("client-config", help="a Java client properties file for Kafka's tools (--command-config)")
+    cc.add_argument("principal", nargs="?", help="connect as this principal (default: admin)")
+    cc.set_defaults(handler=_kafka_client_config)
+    pk = ksub.add_parser("pki", help="make a CA, broker keystores and a password per principal in DIR")
+    pk.add_argument("directory", metavar="DIR")
+    pk.add_argument("--host", action="append", help="a broker host name (repeatable; default 127.0.0.1)")
+    pk.set_defaults(handler=_kafka_pki)
+    ksub.add_parser("provision", help="create every principal's SCRAM user and apply the ACLs (as admin)"
+                    ).set_defaults(handler=_kafka_provision)
+    rt = ksub.add_parser("rotate", help="give one principal a new random password (as admin)")
+    rt.add_argument("principal")
+    rt.set_defaults(handler=_kafka_rotate)
     lg = ksub.add_parser("logs", help="the last lines of the broker's own log")
     lg.add_argument("-n", "--lines", type=int, default=50)
     lg.set_defaults(handler=_kafka_logs)
@@ -399,9 +584,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("topics", help="the hub's topics")
     tsub = tp.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    tsub.add_parser("create", help="create every hub topic that does not exist yet").set_defaults(
+    tsub.add_parser("create", help="create every hub topic that does not exist yet and apply the ACLs (as admin)"
+                    ).set_defaults(
         handler=_topics_create
     )
+
+    acl = sub.add_parser("acl", help="the broker's access rights, generated from the identity catalogue")
+    aclsub = acl.add_subparsers(dest="acl_command", required=True, metavar="ACTION")
+    aa = aclsub.add_parser("apply", help="make the cluster's ACLs exactly the generated ones (idempotent)")
+    aa.add_argument("--json", action="store_true")
+    aa.set_defaults(handler=_acl_apply)
+    ash = aclsub.add_parser("show", help="the ACLs on the cluster (or --desired: the generated ones)")
+    ash.add_argument("--principal", help="only this principal's")
+    ash.add_argument("--desired", action="store_true", help="what `hub acl apply` would set (no broker needed)")
+    ash.add_argument("--json", action="store_true")
+    ash.set_defaults(handler=_acl_show)
 
     au = sub.add_parser("audit", help="the audit trail")
     asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -453,7 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=STATUS_PORT_HELP)
     pf.set_defaults(handler=_polisen_feed)
     fd = csub.add_parser("filedrop", help="publish the rows of CSV/JSON files dropped into a folder (docs/filedrop.md)")
-    fd.add_argument("--agency", required=True, choices=["kommun", "kriminalvarden"], help="whose folder it is")
+    fd.add_argument("--agency", required=True, metavar="UNIT",
+                    help="whose folder it is: kriminalvarden or one municipality, kommun-<code> (e.g. kommun-1381)")
     fd.add_argument("directory", metavar="DIR",
                     help="the drop folder; processed files go to DIR/done/, refused ones to DIR/rejected/")
     fd.add_argument("--once", action="store_true", help="process the files there now, then exit")

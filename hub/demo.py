@@ -26,22 +26,26 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.gateway.auth import hash_token
 from connectors.polisen_feed.connector import PolisenFeedConnector
 from connectors.simulator.generate import Simulator, replay_start
+from hub import identity
 from hub.contract.errors import ContractError
 from hub.contract.outputs import Delivery
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
+from hub.identity import PER_MUNICIPALITY, SourceUnit, source_units
+from hub.kafka import clients
 from hub.kafka.admin import ensure_topics, hub_topics
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import broker_from_settings, free_port
+from hub.kafka.provision import apply_acls
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
 from hub.tail import readable
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 from hub.web.auth import COOKIE_NAME, new_user_entry
 
 DEMO_USERS = {
@@ -69,7 +73,8 @@ class Demo:
         self.web_port = free_port()
         self.web_logins = {name: new_user_entry(role, receiver, code)
                            for name, (role, receiver, code) in DEMO_USERS.items()}  # fmt: skip
-        self.tokens = {a: secrets.token_urlsafe(24) for a in AGENCIES}
+        # One gateway token per source unit: each municipality posts with its own credential.
+        self.tokens = {u.name: secrets.token_urlsafe(24) for u in source_units(settings.municipality_codes)}
         self.logs = settings.state_dir / "demo"
         self.stop = asyncio.Event()
         self.recent: deque[str] = deque(maxlen=8)
@@ -78,6 +83,9 @@ class Demo:
         self.notes: list[str] = []
 
     # -- processes -----------------------------------------------------------------------------------
+
+    def kafka(self, principal: str) -> KafkaAccess:
+        return clients.access_as(self.settings, principal, bootstrap=self.bootstrap)
 
     def start_kafka(self) -> None:
         if self.settings.kafka_bootstrap:
@@ -91,6 +99,7 @@ class Demo:
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
+            HUB_ENV="dev",
             HUB_KAFKA_BOOTSTRAP=self.bootstrap,
             HUB_WORKER__WEB_PORT=str(self.worker_port),
             HUB_INGEST__PORT=str(self.ingest_port),
@@ -171,15 +180,17 @@ class Demo:
         sim = Simulator(self.seed, replay_start(datetime.now(UTC), self.rate, self.duration_s))
         url = f"http://127.0.0.1:{self.ingest_port}/v1/events"
         started = time.monotonic()
-        batch: dict[str, list[str]] = {a: [] for a in AGENCIES}
+        batch: dict[str, list[str]] = {u: [] for u in self.tokens}
         async with aiohttp.ClientSession() as session:
             for i, event in enumerate(sim.events()):
                 if self.stop.is_set():
                     break
-                agency = event.envelope.source_agency.value
-                batch[agency].append(event.model_dump_json())
+                env = event.envelope
+                unit = SourceUnit(env.source_agency.value, env.municipality_code
+                                  if env.source_agency.value in PER_MUNICIPALITY else None).name
+                batch[unit].append(event.model_dump_json())
                 due = started + (i + 1) / self.rate
-                if due - time.monotonic() > 0.2 or len(batch[agency]) >= 200:
+                if due - time.monotonic() > 0.2 or len(batch[unit]) >= 200:
                     await self._post(session, url, batch)
                     await asyncio.sleep(max(0.0, due - time.monotonic()))
 
@@ -197,7 +208,7 @@ class Demo:
         topics = Topics(self.settings.topic_namespace)
         codes = [*self.settings.municipality_codes, self.settings.county_code]
         names = [topics.deliver(r, c) for r in RECEIVERS for c in codes]
-        consumer = AIOKafkaConsumer(*names, bootstrap_servers=self.bootstrap, group_id=None, auto_offset_reset="latest")
+        consumer = clients.consumer(self.kafka(identity.OPERATOR), *names, auto_offset_reset="latest")
         serde = Serde()
         await consumer.start()
         try:
@@ -287,7 +298,9 @@ class Demo:
         return "\n".join(lines)
 
     async def run(self) -> dict[str, Any]:
-        await ensure_topics(self.bootstrap, hub_topics(self.settings))
+        admin = self.kafka(identity.ADMIN)
+        await ensure_topics(admin, hub_topics(self.settings))
+        await asyncio.to_thread(apply_acls, admin, self.settings)
         self.spawn("worker", "worker")
         self.spawn("ingest", "ingest")
         self.spawn("web", "web")

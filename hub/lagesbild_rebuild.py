@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import Counts, Publication, aggregate, aggregate_keys, county_increment
 from hub.flows.routing import Router
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_to_end
 from hub.lagesbild_stage import aggregate_key
 from hub.lagesbild_store import encode_record
@@ -38,7 +38,7 @@ from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
 from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class RebuildReport:
                 "removed_keys": self.removed_keys, "published": self.published}  # fmt: skip
 
 
-async def active_members(bootstrap: str, group: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def active_members(kafka: KafkaAccess, group: str) -> int:
+    admin = clients.admin(kafka)
     await admin.start()
     try:
         (response,) = await admin.describe_consumer_groups([group])
@@ -72,7 +72,7 @@ async def active_members(bootstrap: str, group: str) -> int:
         await admin.close()
 
 
-async def recount(settings: HubSettings, bootstrap: str) -> tuple[Counts, list[dict[str, Any]], int]:
+async def recount(settings: HubSettings, kafka: KafkaAccess) -> tuple[Counts, list[dict[str, Any]], int]:
     """Every lägesbild increment the agency topics give today, and the counts they make."""
     topics = Topics(settings.topic_namespace)
     pipeline = Pipeline(
@@ -82,7 +82,7 @@ async def recount(settings: HubSettings, bootstrap: str) -> tuple[Counts, list[d
     counts = Counts()
     increments: list[dict[str, Any]] = []
     messages = 0
-    async for r in read_to_end(bootstrap, [topics.agency(a) for a in AGENCIES]):
+    async for r in read_to_end(kafka, topics.sources(settings.municipality_codes)):
         messages += 1
         result = pipeline.process(Message(r.topic, r.partition, r.offset, r.key, r.value),
                                   now=datetime.fromtimestamp(r.timestamp_ms / 1000, UTC))  # fmt: skip
@@ -97,28 +97,28 @@ async def recount(settings: HubSettings, bootstrap: str) -> tuple[Counts, list[d
     return counts, increments, messages
 
 
-async def rebuild(settings: HubSettings, bootstrap: str) -> RebuildReport:
+async def rebuild(settings: HubSettings, kafka: KafkaAccess) -> RebuildReport:
     group = settings.worker.app_id
-    if (members := await active_members(bootstrap, group)) > 0:
+    if (members := await active_members(kafka, group)) > 0:
         raise WorkersRunning(
             f"{members} worker(s) are members of group {group!r}; stop them, then rebuild (a worker stopped with a "
             "static HUB_WORKER__INSTANCE_ID stays a member for HUB_WORKER__SESSION_TIMEOUT_S)"
         )
     report = RebuildReport()
-    counts, increments, report.source_messages = await recount(settings, bootstrap)
+    counts, increments, report.source_messages = await recount(settings, kafka)
     report.increments, report.keys = len(increments), len(counts.counts)
 
     topics = Topics(settings.topic_namespace)
     state = topics.lagesbild_state
     stale = set()
-    async for r in read_to_end(bootstrap, [state]):
+    async for r in read_to_end(kafka, [state]):
         if r.key is not None:
             stale.add(r.key)
     records = {k: encode_record(k, keys) for k, keys in counts.contributions.items()}
     removed = stale - {key for key, _ in records.values()}
     report.removed_keys = len(removed)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=20)
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all", linger_ms=20)
     await producer.start()
     try:
         partitions = sorted(await producer.partitions_for(topics.lagesbild))

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 import orjson
 
 from hub.flows.lagesbild import Counts
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_batches_to_end
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,10 @@ def decode_record(key: bytes, value: bytes | None) -> tuple[str, list[str] | Non
     return orjson.loads(key), None if value is None else orjson.loads(value)
 
 
-async def load_partition(bootstrap: str, topic: str, partition: int) -> Counts:
+async def load_partition(kafka: KafkaAccess, topic: str, partition: int) -> Counts:
     """The counts one changelog partition holds (later records replace earlier ones; tombstones delete)."""
     contributions: dict[str, list[str]] = {}
-    async for _tp, records in read_batches_to_end(bootstrap, [topic], partitions={partition}):
+    async for _tp, records in read_batches_to_end(kafka, [topic], partitions={partition}):
         for r in records:  # the hot path of a restart: a million records take seconds
             if r.key is None:
                 continue
@@ -58,8 +59,8 @@ async def load_partition(bootstrap: str, topic: str, partition: int) -> Counts:
 class LagesbildStore:
     """The loaded state of the ``hub.lagesbild`` partitions assigned to this worker."""
 
-    def __init__(self, bootstrap: str, changelog: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, changelog: str) -> None:
+        self.kafka = kafka
         self.changelog = changelog
         self._loading: dict[int, asyncio.Task[Counts]] = {}
 
@@ -86,7 +87,7 @@ class LagesbildStore:
 
     async def _load(self, partition: int) -> Counts:
         started = time.monotonic()
-        counts = await load_partition(self.bootstrap, self.changelog, partition)
+        counts = await load_partition(self.kafka, self.changelog, partition)
         log.info("lägesbild partition %d loaded: %d counted events, %d aggregates in %.2f s", partition,
                  len(counts.contributions), len(counts.counts), time.monotonic() - started)  # fmt: skip
         return counts

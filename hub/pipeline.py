@@ -1,7 +1,12 @@
 """One message's walk through the hub, top to bottom, with no Kafka in it.
 
-intake (decode, agency check) → deduplicate → consent state → route → gate → minimise/pseudonymise
+intake (decode, source check) → deduplicate → consent state → route → gate → minimise/pseudonymise
 → outputs (deliveries, lägesbild increments, audit records, dead letters).
+
+The source of an event is the source unit whose topic it was read from — what the broker authenticated
+(only ``kommun-1381``'s principals may write ``agency.kommun.1381.events``) — never what the record claims:
+an event whose ``source_agency`` or municipality does not match its topic's unit is a dead letter.
+Deduplication is per source unit, and consent is bound to the municipality that recorded it.
 
 The worker (``hub.app``) feeds messages in and produces the returned outputs; tests and benchmarks call
 :meth:`Pipeline.process` directly. State lives in three mappings that the worker backs with faust tables
@@ -27,6 +32,7 @@ from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
 from hub.flows.minimise import build_delivery, disclosed_fields
 from hub.flows.routing import Plan, Router, event_category, field_value
+from hub.identity import SourceUnit
 from hub.logsafety import redact
 from hub.pseudonym import Pseudonymiser
 from hub.rules.receivers import Basis
@@ -42,6 +48,8 @@ class Message:
     offset: int
     key: bytes | None
     value: bytes
+    credential: str | None = None
+    """The gateway credential id that sent it (the ``hub-credential`` header), if any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,21 @@ class Result:
     event_id: str | None = None
     outcome: str = "processed"
     """processed | duplicate | deadletter"""
+
+
+def source_refusal(topic: str, unit: SourceUnit | None, event: Event) -> str | None:
+    """Why ``event`` may not come from ``topic`` (of source unit ``unit``), or None.
+
+    A unit sends only its own agency's event types, as its own agency, and a per-municipality unit only about
+    its own municipality (a consent included)."""
+    env = event.envelope
+    if unit is None:
+        return f"{topic} is not an agency topic"
+    if env.source_agency.value != unit.agency or not env.event_type.startswith(unit.agency + "."):
+        return f"{env.source_agency.value} event {env.event_type} may not be sent on {topic}"
+    if unit.municipality is not None and env.municipality_code != unit.municipality:
+        return f"an event about municipality {env.municipality_code} may not be sent by {unit.name} ({topic})"
+    return None
 
 
 class Pipeline:
@@ -97,10 +120,13 @@ class Pipeline:
         except ContractError as err:
             return self._deadletter(msg, err.reason, err.message, None, now)
         event_id = str(event.envelope.event_id)
-        refusal = self._agency_refusal(msg, event)
-        if refusal:
-            return self._deadletter(msg, "not_allowed_for_agency", refusal, event_id, now)
-        if self._is_resent(event_id, msg, now):
+        unit = self.topics.unit_of(msg.topic)
+        refusal = source_refusal(msg.topic, unit, event)
+        if refusal or unit is None:
+            return self._deadletter(msg, "not_allowed_for_agency", refusal or "not an agency topic", event_id, now)
+        source = unit.name
+        seen_key = f"{source}|{event_id}"  # an id first used by one source unit never suppresses another's
+        if self._is_resent(seen_key, msg, now):
             metrics.DUPLICATES.inc()
             return Result(event_id=event_id, outcome="duplicate")
 
@@ -108,7 +134,8 @@ class Pipeline:
         person_key = self._person_key(event)
         if isinstance(event, ConsentGiven | ConsentWithdrawn):
             assert person_key is not None  # noqa: S101 - the contract requires a subject on consent events
-            record_consent(self.consents, person_key, event)
+            # Bound to the municipality that recorded it (checked against the topic above).
+            record_consent(self.consents, person_key, event, event.envelope.municipality_code)
             metrics.CONSENT_RECORDED.inc()
             self._audit(result, msg, event, "consent", "recorded", str(event.payload.scope), None, [], now)
         else:
@@ -121,7 +148,7 @@ class Pipeline:
                 )  # fmt: skip
             for plan in plans:
                 self._apply(result, msg, event, plan, person_key, now)
-        self._mark_seen(event_id, msg, now)
+        self._mark_seen(seen_key, msg, now)
         metrics.END_TO_END.observe(max(0.0, (now - event.envelope.recorded_at).total_seconds()))
         metrics.LATENCY.observe(time.perf_counter() - started)
         return result
@@ -134,21 +161,13 @@ class Pipeline:
             raise ContractError("unknown_event_type", f"{record.SCHEMA_NAME} is not an agency event")
         return record
 
-    def _agency_refusal(self, msg: Message, event: Event) -> str | None:
-        """Why the event may not come from this agency's topic, or None (an agency sends only its own)."""
-        agency = self.topics.agency_of(msg.topic)
-        env = event.envelope
-        if agency is None or (env.source_agency.value == agency and env.event_type.startswith(agency + ".")):
-            return None
-        return f"{env.source_agency.value} event {env.event_type} may not be sent on {msg.topic}"
-
-    def _is_resent(self, event_id: str, msg: Message, now: datetime) -> bool:
+    def _is_resent(self, seen_key: str, msg: Message, now: datetime) -> bool:
         """A re-sent event (same id at another offset, within the window) is dropped.
 
         The same message read again after a crash (same topic/partition/offset) is processed again:
         that is the at-least-once redelivery the README states, and it loses nothing.
         """
-        first = self.seen.get(event_id)
+        first = self.seen.get(seen_key)
         if first is None:
             return False
         at, where = first
@@ -156,9 +175,9 @@ class Pipeline:
             return False
         return bool(where != [msg.topic, msg.partition, msg.offset])
 
-    def _mark_seen(self, event_id: str, msg: Message, now: datetime) -> None:
-        if event_id not in self.seen:
-            self.seen[event_id] = (int(now.timestamp() * 1000), [msg.topic, msg.partition, msg.offset])
+    def _mark_seen(self, seen_key: str, msg: Message, now: datetime) -> None:
+        if seen_key not in self.seen:
+            self.seen[seen_key] = (int(now.timestamp() * 1000), [msg.topic, msg.partition, msg.offset])
 
     def _person_key(self, event: Event) -> str | None:
         subject = event.envelope.subject
@@ -204,9 +223,11 @@ class Pipeline:
         self, result: Result, msg: Message, event: Event, receiver: str, decision: str, basis: str,
         reason: str | None, fields: list[str], now: datetime,
     ) -> None:  # fmt: skip
+        unit = self.topics.unit_of(msg.topic)
         record = self.chain.append(
             msg.partition, event_id=str(event.envelope.event_id), receiver=receiver, legal_basis=basis,
             decision=Decision(decision), reason=reason, fields_disclosed=fields, at=now,
+            source_unit=unit.name if unit else None, credential=msg.credential,
         )  # fmt: skip
         result.outputs.append(Output(self.topics.audit, None, self.serde.encode(record), msg.partition))
 

@@ -20,10 +20,12 @@ from dataclasses import asdict, dataclass, field
 from hub.contract.errors import ContractError
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
 from hub.contract.serde import Serde
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_to_end
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 
 
 @dataclass
@@ -50,38 +52,44 @@ class Reconciliation:
         return {**data, "ok": self.ok}
 
 
-async def reconcile(bootstrap: str, settings: HubSettings) -> Reconciliation:
+async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation:
     topics = Topics(settings.topic_namespace)
     serde = Serde()
     result = Reconciliation()
 
-    audited: set[str] = set()
+    # An event is accounted for only by an audit record of the same source unit: another unit's event that
+    # used the same id (by accident or to suppress it) accounts for nothing.
+    audited: set[tuple[str | None, str]] = set()
     decisions: Counter[str] = Counter()
-    async for m in read_to_end(bootstrap, [topics.audit]):
+    async for m in read_to_end(kafka, [topics.audit]):
         rec = serde.decode(m.value)
         if isinstance(rec, AuditRecord):
-            audited.add(rec.event_id)
+            audited.add((rec.source_unit, rec.event_id))
             decisions[rec.decision.value] += 1
 
     dead_at: set[tuple[str, int, int]] = set()
     dead_reasons: Counter[str] = Counter()
-    async for m in read_to_end(bootstrap, [topics.deadletter]):
+    async for m in read_to_end(kafka, [topics.deadletter]):
         d = serde.decode(m.value)
         if isinstance(d, Deadletter):
             dead_at.add((d.source_topic, d.source_partition, d.source_offset))
             dead_reasons[d.reason.value] += 1
 
     event_ids: set[str] = set()
-    async for m in read_to_end(bootstrap, [topics.agency(a) for a in AGENCIES]):
+    async for m in read_to_end(kafka, topics.sources(settings.municipality_codes)):
         result.source_messages += 1
         try:
             _name, record = serde.decode_record(m.value)
             event_id = str(record["envelope"]["event_id"])
         except (ContractError, KeyError, TypeError):
             event_id = None
+        unit = topics.unit_of(m.topic)
         if event_id is not None:
             event_ids.add(event_id)
-        if (event_id is not None and event_id in audited) or (m.topic, m.partition, m.offset) in dead_at:
+        # (None, id): a v1 audit record, written before records named their source.
+        by_source = event_id is not None and ((unit.name if unit else None, event_id) in audited
+                                              or (None, event_id) in audited)
+        if by_source or (m.topic, m.partition, m.offset) in dead_at:
             result.accounted += 1
         else:
             result.lost += 1
@@ -92,7 +100,7 @@ async def reconcile(bootstrap: str, settings: HubSettings) -> Reconciliation:
     codes = [*settings.municipality_codes, settings.county_code]
     deliver_topics = [topics.deliver(r, c) for r in RECEIVERS for c in codes]
     per_target: Counter[tuple[str, str]] = Counter()
-    async for m in read_to_end(bootstrap, deliver_topics):
+    async for m in read_to_end(kafka, deliver_topics):
         d = serde.decode(m.value)
         if isinstance(d, Delivery):
             result.deliveries += 1
@@ -104,22 +112,21 @@ async def reconcile(bootstrap: str, settings: HubSettings) -> Reconciliation:
     return result
 
 
-async def repair(bootstrap: str, lost_at: list[tuple[str, int, int]]) -> int:
+async def repair(kafka: KafkaAccess, lost_at: list[tuple[str, int, int]]) -> int:
     """Publish every lost source message again, unchanged, to its own topic and partition.
 
     The bytes are the same, so the event id is the same: the worker, which never saw it, processes it
     now, and a receiver could never get it twice.
     """
-    from aiokafka import AIOKafkaProducer
 
     from hub.kafka.admin import read_range
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all")
     await producer.start()
     sent = 0
     try:
         for topic, partition, offset in lost_at:
-            for _offset, key, value in await read_range(bootstrap, topic, partition, offset, offset + 1):
+            for _offset, key, value in await read_range(kafka, topic, partition, offset, offset + 1):
                 await producer.send(topic, value, key=key, partition=partition)
                 sent += 1
         await producer.flush()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hub.contract.outputs import LagesbildAggregate
 from hub.contract.serde import Serde
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_to_end
 from hub.settings import HubSettings
 from hub.topics import Topics
@@ -32,11 +33,11 @@ class Row:
         return "<3" if self.suppressed else str(self.count)
 
 
-async def load(settings: HubSettings, bootstrap: str, municipality: str, kind: str = "week") -> list[Row]:
+async def load(settings: HubSettings, kafka: KafkaAccess, municipality: str, kind: str = "week") -> list[Row]:
     serde = Serde()
     latest: dict[tuple[str | None, str, str], Row] = {}
     topic = Topics(settings.topic_namespace).deliver("lagesbild", municipality)
-    async for m in read_to_end(bootstrap, [topic]):
+    async for m in read_to_end(kafka, [topic]):
         rec = serde.decode(m.value)
         if isinstance(rec, LagesbildAggregate) and rec.period_kind.value == kind:
             latest[(rec.area, rec.category, rec.period)] = Row(rec.area, rec.category, rec.period, rec.count,
@@ -79,7 +80,7 @@ def as_table(rows: list[Row], municipality: str) -> str:
     return "\n".join(lines)
 
 
-async def indicators(settings: HubSettings, bootstrap: str, municipality: str, weeks: int = 8) -> dict[str, object]:
+async def indicators(settings: HubSettings, kafka: KafkaAccess, municipality: str, weeks: int = 8) -> dict[str, object]:
     """The neighbourhood-watch effect over the last ``weeks`` reported weeks and the follow-up of every
     citizen-promise action, from the receivers' own topics (suppressed counts count as 0)."""
     from datetime import date as date_
@@ -87,14 +88,14 @@ async def indicators(settings: HubSettings, bootstrap: str, municipality: str, w
     from hub.contract.outputs import Delivery
     from hub.indicators import WeeklyCount, neighbourhood_watch_effect, promise_follow_up
 
-    rows = await load(settings, bootstrap, municipality)
+    rows = await load(settings, kafka, municipality)
     counts = [WeeklyCount(r.area, r.category, r.period, r.count or 0) for r in rows if r.area is not None]
     topics = Topics(settings.topic_namespace)
     serde = Serde()
     watch: dict[str, int | None] = {}
     promises: list[Delivery] = []
     deliveries = [topics.deliver("grannsamverkan", municipality), topics.deliver("medborgarloften", municipality)]
-    async for m in read_to_end(bootstrap, deliveries):
+    async for m in read_to_end(kafka, deliveries):
         d = serde.decode(m.value)
         if not isinstance(d, Delivery):
             continue

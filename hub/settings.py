@@ -29,9 +29,11 @@ class LocalKafkaSettings(BaseModel):
     host: str = "127.0.0.1"
     """Interface the broker listens on: loopback only."""
     port: int = 19092
-    """Client (PLAINTEXT) port."""
+    """Client port (SASL_SSL, SCRAM-SHA-512)."""
     controller_port: int = 19093
-    """KRaft controller port."""
+    """KRaft controller port (mutual TLS)."""
+    internal_port: int = 19094
+    """Inter-broker port (mutual TLS); also where ``hub kafka up`` provisions users and ACLs."""
     heap: str = "512m"
     """Maximum JVM heap (``-Xmx``)."""
     home: Path | None = None
@@ -40,6 +42,38 @@ class LocalKafkaSettings(BaseModel):
     """How long ``hub kafka up`` waits for a successful metadata request."""
     num_partitions: int = 4
     """Default partition count for topics the broker auto-creates or the hub creates."""
+
+
+class KafkaSettings(BaseModel):
+    """How every Kafka client of this process connects and as whom (``HUB_KAFKA__*``); see docs/security.md.
+
+    The broker accepts TLS only, and authenticates each party with SASL/SCRAM-SHA-512 (or a client
+    certificate). Each process connects as its own principal: ``username`` when set (production: one
+    per service), else the principal of its role (``worker``, ``gateway``, ``sig-1381``, …) with the
+    password read from ``credentials_dir``.
+    """
+
+    security_protocol: Literal["SASL_SSL", "SSL", "PLAINTEXT"] = "SASL_SSL"
+    """``SASL_SSL`` (TLS + SCRAM), ``SSL`` (mutual TLS with ``cert_file``/``key_file``). ``PLAINTEXT`` exists
+    only for the benchmark's side-by-side measure of what TLS costs, and only with ``HUB_ENV=dev``."""
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    username: str | None = None
+    """This process's principal; unset: the principal of the command's role."""
+    password: SecretStr | None = None
+    """The password of ``username`` (else read from ``password_file`` or ``credentials_dir``)."""
+    password_file: Path | None = None
+    """A file holding the password of ``username`` (compose secrets)."""
+    credentials_dir: Path | None = None
+    """A folder of ``<principal>.password`` files (mode 0600), for a process that acts as several principals
+    (the web app reads each inbox as its receiver). Default: the local broker's ``security/users``."""
+    ca_file: Path | None = None
+    """PEM file of the CA that signed the brokers' certificates. Default: the local broker's."""
+    cert_file: Path | None = None
+    """Client certificate (PEM) for mutual TLS (``security_protocol=SSL``)."""
+    key_file: Path | None = None
+    """Private key (PEM) of ``cert_file``."""
+    check_hostname: bool = True
+    """Verify that a broker's certificate names the host connected to (never turn off outside dev)."""
 
 
 class IngestSettings(BaseModel):
@@ -163,12 +197,16 @@ class HubSettings(BaseSettings):
         extra="ignore",
     )
 
+    env: Literal["dev", "production"] = "production"
+    """``HUB_ENV``. Outside ``dev`` a service refuses to start with a built-in, placeholder or short secret
+    (:func:`hub.secrets.require_strong_secrets`); the demo and the tests set ``dev``."""
     kafka_bootstrap: str | None = None
     """Bootstrap servers of an existing Kafka cluster (``host:port,...``). When set, nothing starts a local
     broker: every command and test uses this cluster (production, docker-compose)."""
     state_dir: Path = Field(default_factory=lambda: REPO_ROOT / ".hub")
     """Git-ignored folder for local runtime state (broker, checkpoints, worker tables)."""
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     schemas_dir: Path = Field(default_factory=lambda: REPO_ROOT / "schemas")
     """The Avro schemas (the contract)."""

@@ -1,9 +1,11 @@
 """``hub tail``: what a receiver sees, as it arrives.
 
-Subscribes to ``deliver.<receiver>.<kommunkod>`` (one municipality, or all of them and the county),
-decodes each delivery and prints one readable line per message, or one JSON object per line with
-``--json``. The personnummer is masked (``20110305-****``) unless ``--reveal`` is given: a terminal or
-a redirected stdout is not the place for it by default.
+Reads ``deliver.<receiver>.<kommunkod>`` of one municipality (or the county) as that inbox's own principal
+(``sig-1381``: ``HUB_KAFKA__USERNAME`` and its password, or the local credentials folder): the broker lets a
+Laholm coordinator's credentials read Laholm's inbox and nothing else. Decodes each delivery and prints one
+readable line per message, or one JSON object per line with ``--json``. The personnummer is masked
+(``20110305-****``) unless ``--reveal`` is given: a terminal or a redirected stdout is not the place for it
+by default.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer
-
 from hub.contract.errors import ContractError
 from hub.contract.outputs import Delivery, LagesbildAggregate
 from hub.contract.serde import Serde
+from hub.identity import receiver_principal
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
 from hub.topics import Topics
@@ -68,21 +71,42 @@ def readable(record: Any, reveal: bool) -> str:
     return str(record)
 
 
-def topics_for(settings: HubSettings, options: TailOptions) -> list[str]:
+def municipality_for(settings: HubSettings, options: TailOptions) -> str:
+    """The inbox's municipality: ``-m``, else the one of this process's principal (``sig-1381`` → 1381)."""
     if options.receiver not in RECEIVERS:
         raise ValueError(f"unknown receiver {options.receiver!r} (known: {', '.join(sorted(RECEIVERS))})")
-    topics = Topics(settings.topic_namespace)
-    codes = [options.municipality] if options.municipality else [*settings.municipality_codes, settings.county_code]
-    return [topics.deliver(options.receiver, c) for c in codes]
+    codes = [*settings.municipality_codes, settings.county_code]
+    if options.municipality:
+        if options.municipality not in codes:
+            raise ValueError(f"unknown municipality {options.municipality!r} (served: {', '.join(codes)})")
+        return options.municipality
+    user = settings.kafka.username or ""
+    prefix = f"{options.receiver}-"
+    if user.startswith(prefix) and user[len(prefix):] in codes:
+        return user[len(prefix):]
+    raise ValueError(f"name the municipality with -m CODE: each {options.receiver} inbox is read with its own "
+                     f"credentials ({receiver_principal(options.receiver, 'CODE')})")
 
 
-async def tail(settings: HubSettings, bootstrap: str, options: TailOptions, out: TextIO = sys.stdout) -> int:
-    """Print deliveries until ``max_messages`` or ``timeout_s`` of silence; return how many were printed."""
+def topics_for(settings: HubSettings, options: TailOptions) -> list[str]:
+    code = municipality_for(settings, options)
+    return [Topics(settings.topic_namespace).deliver(options.receiver, code)]
+
+
+def access_for_inbox(settings: HubSettings, options: TailOptions) -> KafkaAccess:
+    """This process's principal, defaulting to the inbox's own (``sig-1381``)."""
+    code = municipality_for(settings, options)
+    return clients.access_for(settings, receiver_principal(options.receiver, code))
+
+
+async def tail(settings: HubSettings, kafka: KafkaAccess, options: TailOptions, out: TextIO = sys.stdout) -> int:
+    """Print deliveries until ``max_messages`` or ``timeout_s`` of silence; return how many were printed.
+
+    Raises the broker's authorisation error when ``kafka``'s principal may not read the inbox."""
     serde = Serde()
-    consumer = AIOKafkaConsumer(
-        *topics_for(settings, options), bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-        auto_offset_reset="earliest" if options.from_beginning else "latest",
-    )  # fmt: skip
+    consumer = clients.consumer(
+        kafka, *topics_for(settings, options), auto_offset_reset="earliest" if options.from_beginning else "latest",
+    )
     await consumer.start()
     printed = 0
     last = time.monotonic()

@@ -1,7 +1,10 @@
-"""Session-wide fixtures: one real Apache Kafka broker for the whole run, and unique names per test.
+"""Session-wide fixtures: one real, secured Apache Kafka broker for the whole run, and unique names per test.
 
-The broker is the project's own local broker (``hub.kafka.local.LocalBroker``) on free ports in a
-temporary folder, unless ``HUB_KAFKA_BOOTSTRAP`` points at an existing cluster.
+The broker is the project's own local broker (``hub.kafka.local.LocalBroker``: TLS on every listener,
+SASL/SCRAM-SHA-512, deny-by-default ACLs) on free ports in a temporary folder, unless ``HUB_KAFKA_BOOTSTRAP``
+points at an existing cluster (then ``HUB_KAFKA__CA_FILE`` and ``HUB_KAFKA__CREDENTIALS_DIR`` say how to
+reach it). Its CA and credentials folder are put in the environment for the whole session, with
+``HUB_ENV=dev``, so every client the tests make connects as the hub's do (:mod:`tests.kafka_env`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import BrokerError, LocalBroker, free_port
+from hub.settings import get_settings
+from tests.kafka_env import access
+
+# Development mode for the whole session: placeholder secrets are allowed (tests of the production check
+# set HUB_ENV themselves).
+os.environ.setdefault("HUB_ENV", "dev")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -37,15 +47,25 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     home_env = os.environ.get("HUB_TEST_KAFKA_HOME")
     home = Path(home_env) if home_env else tmp_path_factory.mktemp("kafka")
-    broker = LocalBroker(home, port=free_port(), controller_port=free_port(), start_timeout_s=120)
+    broker = LocalBroker(home, port=free_port(), controller_port=free_port(), internal_port=free_port(),
+                         start_timeout_s=120)
     try:
         broker.up()
     except BrokerError as exc:
         pytest.fail(f"could not start the test broker: {exc}", pytrace=False)
+    os.environ["HUB_KAFKA__CA_FILE"] = str(broker.pki.ca_file)
+    os.environ["HUB_KAFKA__CREDENTIALS_DIR"] = str(broker.pki.users_dir)
+    get_settings.cache_clear()
     try:
         yield broker.bootstrap
     finally:
         broker.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> KafkaAccess:
+    """The session broker as its super user ``admin``."""
+    return access(kafka_bootstrap)
 
 
 @pytest.fixture

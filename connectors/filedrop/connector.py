@@ -39,12 +39,15 @@ import logging
 import os
 import stat
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from connectors.base import Connector
 from connectors.filedrop.formats import (
-    AGENCIES,
+    AGENCIES as FILEDROP_AGENCIES,
+)
+from connectors.filedrop.formats import (
     MAX_FILE_BYTES,
     SUFFIXES,
     FileNameError,
@@ -52,6 +55,7 @@ from connectors.filedrop.formats import (
 )
 from connectors.filedrop.mapping import FileResult, Reject, parse_bytes, write_rejects_csv
 from hub.contract.envelope import Event
+from hub.identity import filedrop_principal, parse_unit
 from hub.logsafety import redact
 from hub.settings import HubSettings
 
@@ -82,18 +86,23 @@ def free_target(folder: Path, name: str) -> Path:
 
 
 class FileDropConnector(Connector):
-    """Publishes the rows of files dropped into ``directory`` for ``agency``."""
+    """Publishes the rows of files dropped into ``directory`` for one source unit (``kriminalvarden``,
+    ``kommun-1381``), as that unit's file-drop principal (``connector-filedrop-kommun-1381``), which may write
+    the unit's own topic only. A row about another municipality than the unit's is rejected."""
 
     def __init__(self, settings: HubSettings, *, agency: str, directory: Path, poll_interval_s: float = 2.0,
                  once: bool = False, **kwargs: Any) -> None:  # fmt: skip
-        if agency not in AGENCIES:
-            raise ValueError(f"agency must be one of {', '.join(AGENCIES)}")
-        super().__init__(settings, name=f"filedrop-{agency}", **kwargs)
-        self.agency = agency
+        unit = parse_unit(agency, settings.municipality_codes)
+        if unit.agency not in FILEDROP_AGENCIES:
+            raise ValueError(f"the file drop is for {', '.join(FILEDROP_AGENCIES)} units, not {agency}")
+        kwargs.setdefault("principal", filedrop_principal(unit))
+        super().__init__(settings, name=f"filedrop-{unit.name}", **kwargs)
+        self.unit = unit
+        self.agency = unit.agency
         self.directory = Path(directory)
         self.poll_interval_s = poll_interval_s
         self.once = once
-        self.source_unit = f"filedrop {agency}"
+        self.source_unit = f"filedrop {unit.name}"
         self._last_seen: dict[str, tuple[int, int]] = {}
 
     # -- the loop ----------------------------------------------------------------------------------------
@@ -193,7 +202,21 @@ class FileDropConnector(Connector):
             self._move(path, REJECTED, [Reject(0, f"file is larger than {MAX_FILE_BYTES} bytes")])
             return None
         sha256 = hashlib.sha256(data).hexdigest()
-        return parse_bytes(data, path.name, self.agency, source_unit=self.source_unit, sha256=sha256)
+        result = parse_bytes(data, path.name, self.agency, source_unit=self.source_unit, sha256=sha256)
+        return self._own_municipality_only(result)
+
+    def _own_municipality_only(self, result: FileResult) -> FileResult:
+        """A municipality's drop may only hold events about that municipality: other rows are rejected."""
+        own = self.unit.municipality
+        if own is None:
+            return result
+        foreign = [(row, e) for row, e in result.events if e.envelope.municipality_code != own]
+        if not foreign:
+            return result
+        rejects = [*result.rejects, *(Reject(row, f"municipality {e.envelope.municipality_code} is not "
+                                                  f"{self.unit.name}'s own") for row, e in foreign)]
+        kept = [(row, e) for row, e in result.events if e.envelope.municipality_code == own]
+        return replace(result, events=kept, rejects=sorted(rejects, key=lambda r: r.row))
 
     def _subfolder(self, name: str, *, create: bool = True) -> Path:
         """``directory/<name>/``, created when missing (``create``); :class:`UnsafeFolderError` unless it is

@@ -17,6 +17,7 @@ from typing import Any
 from connectors.base import Connector
 from connectors.polisen_feed.client import FeedFetchError, PolisenClient, RateLimiter
 from connectors.polisen_feed.mapping import FeedParseError, OutsideRegionError, PoliceNotice, parse_event
+from hub import identity
 from hub.contract.envelope import Envelope
 from hub.contract.events import IncidentNotice, IncidentNoticePayload
 from hub.settings import HubSettings
@@ -73,7 +74,10 @@ def new_events(raw: Sequence[Mapping[str, Any]], seen: set[int]) -> tuple[list[I
 
 
 class PolisenFeedConnector(Connector):
-    """Polls the police's public events API and publishes new notices."""
+    """Polls the police's public events API and publishes new notices (as ``connector-polisen-feed``, which may
+    write ``agency.polisen.events`` only)."""
+
+    default_principal = identity.POLISEN_FEED
 
     def __init__(self, settings: HubSettings, *, base_url: str = "https://polisen.se", polls: int | None = None,
                  min_interval_s: float = 10.0, user_agent: str = "SamverkanHub/0.1 (samverkan-hub operators)",

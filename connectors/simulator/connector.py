@@ -10,12 +10,18 @@ from typing import Any
 
 from connectors.base import Connector
 from connectors.simulator.generate import Simulator, paced, replay_start
+from hub import identity
 from hub.contract.envelope import Event
 from hub.settings import HubSettings
 
 
 class SimulatorConnector(Connector):
-    """Yields the simulator's events at ``rate`` per second for ``duration_s`` (deterministic under ``seed``)."""
+    """Yields the simulator's events at ``rate`` per second for ``duration_s`` (deterministic under ``seed``).
+
+    It publishes as every agency at once, so it has its own principal (``connector-simulator``, test series
+    only); the ACLs let it write the agency topics and nothing else."""
+
+    default_principal = identity.SIMULATOR
 
     def __init__(self, settings: HubSettings, *, rate: float, duration_s: float | None, seed: int,
                  **kwargs: Any) -> None:  # fmt: skip

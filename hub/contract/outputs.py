@@ -145,3 +145,7 @@ class AuditRecord(ContractRecord):
     prev_hash: str
     hash: str
     partition: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    source_unit: str | None = None
+    """The authenticated source unit (the agency topic the event was read from); v2."""
+    credential: str | None = None
+    """The gateway credential id that sent the event (never the token); v2."""

@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from hub.contract.errors import SchemaError
 from hub.contract.registry import SchemaRegistry
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 
 SCHEMAS_TOPIC = "hub.schemas"
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
@@ -35,13 +37,13 @@ async def publish_schemas(producer: Any, registry: SchemaRegistry, topic: str = 
 
 
 async def load_from_topic(
-    bootstrap: str, registry: SchemaRegistry, topic: str = SCHEMAS_TOPIC, timeout_s: float = 30.0
+    kafka: KafkaAccess, registry: SchemaRegistry, topic: str = SCHEMAS_TOPIC, timeout_s: float = 30.0
 ) -> int:
     """Read ``topic`` from the beginning to its current end and register every schema; returns how many.
 
     Records that are not a valid schema are skipped (and counted out): one bad record must not stop the hub.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = clients.consumer(kafka, auto_offset_reset="earliest")
     await consumer.start()
     loaded = 0
     try:

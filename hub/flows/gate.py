@@ -4,8 +4,9 @@
   projection of personal data on these bases).
 - ``statute:<name>``: holds; the rules loader guaranteed it is point-to-point to one authority.
 - ``consent:<scope>``: holds only if the person's consent for that scope is active at processing time.
-  Consent is state: the latest consent event per person and scope, kept in a table whose changelog is the
-  compacted ``hub.consent`` topic. A withdrawal applies to every event processed after it.
+  Consent is state: the latest consent event per person, scope and recording municipality, kept in a table
+  whose changelog is the compacted ``hub.consent`` topic. A withdrawal applies to every event processed after
+  it. A consent counts only for deliveries to the receivers of the municipality that recorded it.
 
 A refusal is not an error: it is returned with its reason and audited.
 """
@@ -25,14 +26,19 @@ from hub.rules.receivers import Basis
 ConsentTable = MutableMapping[str, dict[str, Any]]
 
 
-def consent_key(person_key: str, scope: str) -> str:
-    return f"{person_key}|{scope}"
+def consent_key(person_key: str, scope: str, municipality: str) -> str:
+    """Consent is kept per person, scope and the municipality that recorded it: Laholm's consent releases
+    nothing to Halmstad's receivers."""
+    return f"{person_key}|{scope}|{municipality}"
 
 
-def record_consent(table: ConsentTable, person_key: str, event: ConsentGiven | ConsentWithdrawn) -> None:
-    """Apply a consent event to the consent state (the latest event per person and scope wins)."""
+def record_consent(
+    table: ConsentTable, person_key: str, event: ConsentGiven | ConsentWithdrawn, municipality: str
+) -> None:
+    """Apply a consent event recorded by ``municipality`` to the consent state (the latest event per person,
+    scope and municipality wins)."""
     p = event.payload
-    key = consent_key(person_key, str(p.scope))
+    key = consent_key(person_key, str(p.scope), municipality)
     at = int(event.envelope.occurred_at.timestamp() * 1000)
     previous = table.get(key)
     if previous is not None and previous["at"] > at:
@@ -47,9 +53,9 @@ def record_consent(table: ConsentTable, person_key: str, event: ConsentGiven | C
         table[key] = {"active": False, "consent_id": p.consent_id, "at": at}
 
 
-def consent_active(table: ConsentTable, person_key: str, scope: str, today: date) -> str | None:
-    """None when consent for ``scope`` is active today; otherwise the reason it is not."""
-    state = table.get(consent_key(person_key, scope))
+def consent_active(table: ConsentTable, person_key: str, scope: str, municipality: str, today: date) -> str | None:
+    """None when consent for ``scope`` recorded by ``municipality`` is active today; otherwise why not."""
+    state = table.get(consent_key(person_key, scope, municipality))
     if state is None:
         return f"no consent recorded for scope {scope}"
     if not state["active"]:
@@ -75,7 +81,8 @@ def decide(plan: Plan, event: Event, consents: ConsentTable, person_key: str | N
         scope = plan.spec.basis_arg or ""
         if person_key is None:
             return Verdict(plan, False, f"consent:{scope} needs a subject, the event has none")
-        reason = consent_active(consents, person_key, scope, now.date())
+        # Only the consent of the municipality whose receiver gets the delivery counts.
+        reason = consent_active(consents, person_key, scope, plan.municipality_code, now.date())
         return Verdict(plan, reason is None, reason)
     if kind is Basis.STATUTE and event.envelope.subject is None:
         return Verdict(plan, False, f"{plan.spec.basis} needs a subject, the event has none")

@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import TopicPartition
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
     n = settings.topic_partitions
     topics = Topics(settings.topic_namespace)
     forever = {"retention.ms": "-1"}
-    specs = [TopicSpec(topics.agency(a), n) for a in AGENCIES]
+    specs = [TopicSpec(t, n) for t in topics.sources(settings.municipality_codes)]
     specs += [
         TopicSpec(topics.audit, n, forever),
         TopicSpec(topics.deadletter, n, forever),
@@ -42,9 +44,9 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
     return specs
 
 
-async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int = 1) -> list[str]:
+async def ensure_topics(kafka: KafkaAccess, specs: list[TopicSpec], replication: int = 1) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = clients.admin(kafka)
     try:  # stopped even when starting fails (the broker may be down)
         await admin.start()
         existing = set(await admin.list_topics())
@@ -60,10 +62,10 @@ async def ensure_topics(bootstrap: str, specs: list[TopicSpec], replication: int
         await admin.close()
 
 
-async def last_record(bootstrap: str, topic: str, partition: int) -> bytes | None:
+async def last_record(kafka: KafkaAccess, topic: str, partition: int) -> bytes | None:
     """The value of the last record in ``topic``/``partition``, or None when it is empty."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = clients.consumer(kafka)
     try:  # stopped even when starting fails (the broker may be down)
         await consumer.start()
         consumer.assign([tp])
@@ -79,11 +81,11 @@ async def last_record(bootstrap: str, topic: str, partition: int) -> bytes | Non
 
 
 async def read_range(
-    bootstrap: str, topic: str, partition: int, start: int, end: int
+    kafka: KafkaAccess, topic: str, partition: int, start: int, end: int
 ) -> list[tuple[int, bytes | None, bytes]]:
     """Records ``start <= offset < end`` of one partition as (offset, key, value)."""
     tp = TopicPartition(topic, partition)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = clients.consumer(kafka, auto_offset_reset="earliest")
     out: list[tuple[int, bytes | None, bytes]] = []
     try:  # stopped even when starting fails (the broker may be down)
         await consumer.start()

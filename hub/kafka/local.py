@@ -2,8 +2,14 @@
 
 The broker is the official ``org.apache.kafka:kafka_2.13`` artifact from Maven Central, resolved by the
 machine's Maven into the local Maven cache (``pom.xml`` beside this file) and started with the machine's
-Java as ``java -cp <classpath> kafka.Kafka server.properties``. Its data, logs and pid file live in one
-folder (``home``); it listens on 127.0.0.1 only.
+Java as ``java -cp <classpath> kafka.Kafka server.properties``. Its data, logs, pid file and trust
+material live in one folder (``home``, mode 0700); it listens on 127.0.0.1 only.
+
+Secured as the operators' cluster is (docs/security.md): every listener is TLS — clients ``SASL_SSL`` with
+SCRAM-SHA-512 on ``port``, brokers and controllers mutual TLS on ``internal_port`` and ``controller_port``
+— with ``StandardAuthorizer``, deny by default, no topic auto-creation and one super user (``admin``).
+``up`` makes the CA, the broker certificate and a SCRAM password per principal (:mod:`hub.kafka.pki`),
+then creates the SCRAM users and applies the ACLs over the mutual-TLS listener (:mod:`hub.kafka.provision`).
 
 Example::
 
@@ -21,11 +27,14 @@ import os
 import signal
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from hub.deadline import Deadline, DeadlineExceeded
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.metadata import wait_until_ready
+from hub.kafka.pki import BROKER_CN, Pki
 from hub.settings import HubSettings
 
 _HERE = Path(__file__).resolve().parent
@@ -44,15 +53,26 @@ class BrokerStatus:
     bootstrap: str
     version: str
     home: Path
+    ca_file: Path
+    password_file: Path
 
     def as_dict(self) -> dict[str, object]:
+        """What operators' scripts need to connect as the administrator (no secret itself)."""
         return {
             "running": self.running,
             "pid": self.pid,
             "bootstrap": self.bootstrap,
             "version": self.version,
             "home": str(self.home),
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "username": ADMIN,
+            "password_file": str(self.password_file),
+            "ca_file": str(self.ca_file),
         }
+
+
+ADMIN = "admin"
 
 
 class LocalBroker:
@@ -66,15 +86,21 @@ class LocalBroker:
         host: str = "127.0.0.1",
         port: int = 19092,
         controller_port: int = 19093,
+        internal_port: int = 19094,
         heap: str = "512m",
         num_partitions: int = 4,
         start_timeout_s: float = 90.0,
+        provision: Callable[[KafkaAccess, Pki], None] | None = None,
     ) -> None:
         self.home = home.resolve()
         self.version = version
         self.host = host
         self.port = port
         self.controller_port = controller_port
+        self.internal_port = internal_port
+        self.provision = provision
+        """Creates the SCRAM users and applies the ACLs, given the super user's mutual-TLS access (defaults
+        to :func:`hub.kafka.provision.provision_local` for the default settings)."""
         self.heap = heap
         self.num_partitions = num_partitions
         self.start_timeout_s = start_timeout_s
@@ -84,6 +110,30 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def internal_bootstrap(self) -> str:
+        """The brokers' own mutual-TLS listener (used only to provision users and ACLs)."""
+        return f"{self.host}:{self.internal_port}"
+
+    @property
+    def pki(self) -> Pki:
+        return Pki(self.home / "security")
+
+    def admin_access(self) -> KafkaAccess:
+        """The super user ``admin`` over SASL_SSL (what ``hub kafka client-config admin`` prints)."""
+        return self.access_as(ADMIN)
+
+    def access_as(self, principal: str) -> KafkaAccess:
+        from pydantic import SecretStr
+
+        return KafkaAccess(self.bootstrap, principal=principal, password=SecretStr(self.pki.ensure_password(principal)),
+                           ca_file=self.pki.ca_file)
+
+    def broker_access(self) -> KafkaAccess:
+        """The broker's own certificate on the internal listener: a super user before any SCRAM user exists."""
+        return KafkaAccess(self.internal_bootstrap, security_protocol="SSL", ca_file=self.pki.ca_file,
+                           cert_file=self.pki.broker_pem(self.host))
 
     @property
     def data_dir(self) -> Path:
@@ -138,16 +188,21 @@ class LocalBroker:
         return self.classpath_file.read_text().strip()
 
     def write_properties(self) -> None:
-        """Generate ``server.properties`` for a one-node KRaft cluster on loopback."""
+        """Generate ``server.properties`` for a one-node, secured KRaft cluster on loopback."""
+        pki = self.pki
+        keystore = pki.ensure_broker(self.host)
+        client, internal, controller = (f"{self.host}:{p}" for p in (self.port, self.internal_port,
+                                                                       self.controller_port))
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
+            "controller.quorum.voters": f"1@{controller}",
+            "listeners": f"CLIENT://{client},INTERNAL://{internal},CONTROLLER://{controller}",
+            "advertised.listeners": f"CLIENT://{client},INTERNAL://{internal}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "INTERNAL",
+            "listener.security.protocol.map": "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+            **secured_listener_properties(keystore, pki.ca_file),
             "log.dirs": str(self.data_dir),
             "num.partitions": str(self.num_partitions),
             # One node: internal topics must have replication factor 1 so transactions and groups work.
@@ -160,11 +215,10 @@ class LocalBroker:
             "default.replication.factor": "1",
             "min.insync.replicas": "1",
             "group.initial.rebalance.delay.ms": "0",
-            "auto.create.topics.enable": "true",
             "log.retention.hours": "168",
             "log.segment.bytes": str(64 * 1024 * 1024),
         }
-        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        _write_private(self.properties_file, "".join(f"{k}={v}\n" for k, v in props.items()))
 
     def _java(self, classpath: str, main: str, *args: str, heap: str = "256m") -> list[str]:
         return [
@@ -202,10 +256,14 @@ class LocalBroker:
     def up(self) -> str:
         """Start the broker unless it runs already; return the bootstrap address once it answers."""
         if self.pid() is not None:
-            wait_until_ready(self.bootstrap, Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}"))
+            wait_until_ready(self.admin_access(), Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}"))
             return self.bootstrap
+        if (self.data_dir / "meta.properties").exists() and not self.pki.ca_file.exists():
+            raise BrokerError(f"{self.data_dir} holds a broker formatted before the broker was secured; remove "
+                              f"{self.home} (its data is local test data) and run `hub kafka up` again")
         for d in (self.home, self.data_dir, self.logs_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)  # broker data and logs are not world-readable
         classpath = self.classpath()
         self.write_properties()
         self.format_storage(classpath)
@@ -217,17 +275,25 @@ class LocalBroker:
             )  # fmt: skip
         self.pid_file.write_text(str(proc.pid))
         try:
-            wait_until_ready(
-                self.bootstrap,
-                Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}"),
-                alive=lambda: proc.poll() is None,
-            )
+            deadline = Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}")
+            wait_until_ready(self.broker_access(), deadline, alive=lambda: proc.poll() is None)
+            self._provision()
+            wait_until_ready(self.admin_access(), deadline, alive=lambda: proc.poll() is None)
         except (RuntimeError, DeadlineExceeded) as exc:
             self._kill(proc.pid)
             self.pid_file.unlink(missing_ok=True)
             raise BrokerError(f"Kafka did not start: {exc}\n--- last lines of the broker's log ---\n"
                               f"{self.log_tail(40)}") from exc
         return self.bootstrap
+
+    def _provision(self) -> None:
+        if self.provision is not None:
+            self.provision(self.broker_access(), self.pki)
+            return
+        from hub.kafka.provision import provision_local
+        from hub.settings import HubSettings
+
+        provision_local(self.broker_access(), self.pki, HubSettings())
 
     def down(self, timeout_s: float = 60.0) -> bool:
         """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout_s``); True if one was running."""
@@ -246,7 +312,8 @@ class LocalBroker:
 
     def status(self) -> BrokerStatus:
         pid = self.pid()
-        return BrokerStatus(pid is not None, pid, self.bootstrap, self.version, self.home)
+        return BrokerStatus(pid is not None, pid, self.bootstrap, self.version, self.home, self.pki.ca_file,
+                            self.pki.password_file(ADMIN))
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the broker's own log (or its console output when the log is empty)."""
@@ -264,6 +331,37 @@ class LocalBroker:
         with contextlib.suppress(DeadlineExceeded):
             Deadline(10, "the killed broker to exit").wait_for(lambda: not _alive(pid), interval=0.1)
         _reap(pid)
+
+
+def secured_listener_properties(keystore: Path, ca_file: Path) -> dict[str, str]:
+    """The security part of a node's configuration: TLS everywhere (PEM key and trust stores), SCRAM-SHA-512
+    for clients, mutual TLS between brokers and controllers, deny-by-default ACLs, one super user."""
+    return {
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(ca_file),
+        "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+        "ssl.endpoint.identification.algorithm": "https",
+        "listener.name.internal.ssl.client.auth": "required",
+        "listener.name.controller.ssl.client.auth": "required",
+        # A certificate's principal is its CN (brokers: kafka-broker).
+        "ssl.principal.mapping.rules": "RULE:^CN=([a-zA-Z0-9._-]+),.*$/$1/,DEFAULT",
+        "sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.client.sasl.enabled.mechanisms": "SCRAM-SHA-512",
+        "listener.name.client.scram-sha-512.sasl.jaas.config":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN};User:{BROKER_CN}",
+        "auto.create.topics.enable": "false",
+    }
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _alive(pid: int) -> bool:
@@ -308,6 +406,7 @@ def broker_from_settings(settings: HubSettings) -> LocalBroker:
         host=lk.host,
         port=lk.port,
         controller_port=lk.controller_port,
+        internal_port=lk.internal_port,
         heap=lk.heap,
         num_partitions=lk.num_partitions,
         start_timeout_s=lk.start_timeout_s,

@@ -8,15 +8,16 @@ import logging
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from hub.deadline import Deadline
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 
 
-async def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
-    """True when a broker in ``bootstrap`` answers a metadata request and reports at least one broker."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+async def cluster_answers(access: KafkaAccess, timeout_s: float = 5.0) -> bool:
+    """True when a broker answers an authenticated metadata request and reports at least one broker."""
+    client = clients.client(access, request_timeout_ms=int(timeout_s * 1000))
     # A broker that is still starting refuses connections; that is the expected answer here, not an error.
     aiokafka_log = logging.getLogger("aiokafka")
     level = aiokafka_log.level
@@ -34,14 +35,14 @@ async def cluster_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
 
 
 def wait_until_ready(
-    bootstrap: str, deadline: Deadline, alive: Callable[[], bool] | None = None
+    access: KafkaAccess, deadline: Deadline, alive: Callable[[], bool] | None = None
 ) -> None:
-    """Block until ``bootstrap`` answers a metadata request, or raise when the deadline passes.
+    """Block until the cluster answers a metadata request, or raise when the deadline passes.
 
     ``alive``, when given, returns False once the process we started has died: then there is nothing to
     wait for and :class:`RuntimeError` is raised at once.
     """
-    while not asyncio.run(cluster_answers(bootstrap, timeout_s=max(1.0, min(5.0, deadline.remaining)))):
+    while not asyncio.run(cluster_answers(access, timeout_s=max(1.0, min(5.0, deadline.remaining)))):
         if alive is not None and not alive():
             raise RuntimeError("the broker process exited before it became ready")
         deadline.check()

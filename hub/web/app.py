@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiokafka.errors import KafkaError
 
-from hub.kafka.local import bootstrap_address
+from hub.kafka.clients import bootstrap_of
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.rules.receivers import RECEIVERS
@@ -180,7 +180,7 @@ class Handlers:
     async def ready(self, request: web.Request) -> web.Response:
         at, ok = self._ready_cache
         if time.monotonic() - at > 2.0:
-            ok = await cluster_answers(self.state.bootstrap, timeout_s=2.0)
+            ok = await cluster_answers(self.state.kafka(), timeout_s=2.0)
             self._ready_cache = (time.monotonic(), ok)
         return web.json_response({"ready": ok, "broker_reachable": ok}, status=200 if ok else 503)
 
@@ -204,7 +204,7 @@ def create_app(settings: HubSettings, *, bootstrap: str | None = None, state: We
     check_users(settings)
     web_settings = settings.web
     state = state or WebState(
-        settings, bootstrap or bootstrap_address(settings),
+        settings, bootstrap or bootstrap_of(settings),
         SessionSigner(web_settings.session_secret.get_secret_value().encode(), web_settings.session_ttl_s),
         LoginThrottle(web_settings.login_max_failures, web_settings.login_failure_window_s),
     )  # fmt: skip

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
+
 Positions = dict[int, int]
 
 _POSITIONS = re.compile(r"^\d{1,5}:\d{1,19}(,\d{1,5}:\d{1,19}){0,1023}$")
@@ -44,14 +47,15 @@ class Message:
 class TopicFeed:
     """One topic of one cluster, read without a consumer group (nothing is committed)."""
 
-    def __init__(self, bootstrap: str, topic: str, fetch_wait_ms: int = 200) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaAccess, topic: str, fetch_wait_ms: int = 200) -> None:
+        self.kafka = kafka
         self.topic = topic
         self.fetch_wait_ms = fetch_wait_ms
 
     def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=self.fetch_wait_ms)  # fmt: skip
+        consumer: AIOKafkaConsumer = clients.consumer(self.kafka, auto_offset_reset="earliest",
+                                                      fetch_max_wait_ms=self.fetch_wait_ms)
+        return consumer
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         client = consumer._client

@@ -134,7 +134,7 @@ def _checked(request: web.Request, *, api: bool) -> tuple[WebState, Scope, str, 
 async def inbox_page(request: web.Request) -> web.Response:
     state, scope, receiver, code = _checked(request, api=False)
     limit = state.settings.web.inbox_size
-    feed = TopicFeed(state.bootstrap, state.topics.deliver(receiver, code))
+    feed = TopicFeed(state.inbox_kafka(receiver, code), state.topics.deliver(receiver, code))
     messages, positions = await feed.recent(limit)
     seen: set[str] = set()
     items: list[Html] = []
@@ -193,7 +193,7 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
     metrics.sse_clients.inc()
     heartbeat = state.settings.web.sse_heartbeat_s
     last_write = time.monotonic()
-    feed = TopicFeed(state.bootstrap, state.topics.deliver(receiver, code))
+    feed = TopicFeed(state.inbox_kafka(receiver, code), state.topics.deliver(receiver, code))
     try:
         await response.write(b"retry: 3000\n\n")
         async with contextlib.aclosing(feed.follow(start, state.stop)) as stream:

@@ -59,19 +59,20 @@ def _municipalities(state: WebState, code: str) -> list[str]:
 
 async def _alerts(state: WebState, codes: list[str]) -> list[AreaAlert]:
     alerts: dict[str, AreaAlert] = {}
-    topics = [state.topics.deliver("grannsamverkan", c) for c in codes]
-    async for m in read_to_end(state.bootstrap, topics):
-        try:
-            record = state.serde.decode(m.value)
-        except ContractError:
-            continue
-        if isinstance(record, AreaAlert):
-            alerts[record.alert_id] = record
+    for c in codes:  # each municipality's as its lägesbild inbox (which may read its grannsamverkan alerts)
+        async for m in read_to_end(state.inbox_kafka("lagesbild", c), [state.topics.deliver("grannsamverkan", c)]):
+            try:
+                record = state.serde.decode(m.value)
+            except ContractError:
+                continue
+            if isinstance(record, AreaAlert):
+                alerts[record.alert_id] = record
     return sorted(alerts.values(), key=lambda a: a.period_end, reverse=True)[:20]
 
 
 async def _follow_ups(state: WebState, codes: list[str]) -> list[dict[str, Any]]:
-    return list(await asyncio.gather(*(report.indicators(state.settings, state.bootstrap, c) for c in codes)))
+    reads = (report.indicators(state.settings, state.inbox_kafka("lagesbild", c), c) for c in codes)
+    return list(await asyncio.gather(*reads))
 
 
 def _counts_table(rows: list[report.Row], where: str) -> Html:
@@ -130,7 +131,7 @@ async def lagesbild_page(request: web.Request) -> web.Response:
     scope = require_page(request)
     state, code = _checked(request, scope)
     codes = _municipalities(state, code)
-    rows, alerts, follow = await asyncio.gather(report.load(state.settings, state.bootstrap, code),
+    rows, alerts, follow = await asyncio.gather(report.load(state.settings, state.inbox_kafka("lagesbild", code), code),
                                                 _alerts(state, codes), _follow_ups(state, codes))  # fmt: skip
     where = labels.municipality(code)
     title = f"Lägesbild – {where}"
@@ -159,6 +160,6 @@ async def lagesbild_page(request: web.Request) -> web.Response:
 async def lagesbild_chart(request: web.Request) -> web.Response:
     scope = require_api(request)
     state, code = _checked(request, scope)
-    rows = await report.load(state.settings, state.bootstrap, code)
+    rows = await report.load(state.settings, state.inbox_kafka("lagesbild", code), code)
     svg = await asyncio.to_thread(_draw, rows, f"Lägesbild {labels.municipality(code)}")
     return web.Response(body=svg, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})

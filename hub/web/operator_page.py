@@ -24,17 +24,16 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from hub.audit import TrailError, VerifyResult, read_trail, verify
 from hub.contract.errors import ContractError
 from hub.contract.outputs import Deadletter
+from hub.kafka import clients
 from hub.kafka.read import read_to_end
 from hub.logsafety import redact
 from hub.reconcile import Reconciliation, reconcile
-from hub.topics import AGENCIES
 from hub.web import labels
 from hub.web.inbox import local_time
 from hub.web.state import WebState, forbid, html_response, require_page
@@ -153,7 +152,7 @@ class OperatorData:
     async def deadletters(self) -> Deadletters:
         by_reason: Counter[str] = Counter()
         latest: dict[str, list[Deadletter]] = defaultdict(list)
-        async for m in read_to_end(self.state.bootstrap, [self.state.topics.deadletter]):
+        async for m in read_to_end(self.state.kafka(), [self.state.topics.deadletter]):
             try:
                 d = self.state.serde.decode(m.value)
             except ContractError:
@@ -165,18 +164,18 @@ class OperatorData:
         return Deadletters(by_reason, dict(latest))
 
     async def lag(self) -> list[Lag]:
-        bootstrap, group = self.state.bootstrap, self.state.settings.worker.app_id
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        kafka, group = self.state.kafka(), self.state.settings.worker.app_id
+        admin = clients.admin(kafka)
         try:  # stopped even when starting fails (the broker may be down)
             await admin.start()
             committed = await admin.list_consumer_group_offsets(group)
         finally:
             await admin.close()
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+        consumer = clients.consumer(kafka)
         try:  # stopped even when starting fails (the broker may be down)
             await consumer.start()
             client = consumer._client
-            agency = [self.state.topics.agency(a) for a in AGENCIES]
+            agency = self.state.topics.sources(self.state.settings.municipality_codes)
             for t in agency:
                 client.add_topic(t)
             await client.force_metadata_update()
@@ -195,10 +194,10 @@ class OperatorData:
         return sorted(per_topic.values(), key=lambda x: (-x.lag, x.topic))
 
     async def audit(self) -> VerifyResult:
-        return verify(await read_trail(self.state.bootstrap, self.state.topics.audit))
+        return verify(await read_trail(self.state.kafka(), self.state.topics.audit))
 
     async def reconciliation(self) -> Reconciliation:
-        return await reconcile(self.state.bootstrap, self.state.settings)
+        return await reconcile(self.state.kafka(), self.state.settings)
 
 
 OPERATOR: web.AppKey[OperatorData] = web.AppKey("operator_data", OperatorData)

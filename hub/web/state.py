@@ -8,7 +8,10 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from hub import identity
 from hub.contract.serde import Serde
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.settings import HubSettings
 from hub.topics import Topics
 from hub.web.auth import COOKIE_NAME, LoginThrottle, Session, SessionSigner
@@ -26,6 +29,16 @@ class WebState:
     metrics: WebMetrics = field(default_factory=WebMetrics)
     serde: Serde = field(default_factory=Serde)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def kafka(self, principal: str = identity.WEB) -> KafkaAccess:
+        """Kafka as ``principal``: the web app reads each inbox as that inbox's own principal (``sig-1381``), so
+        the broker, not only this app, keeps a coordinator to their own inbox; the operations page as ``web``."""
+        if principal == identity.WEB:
+            return clients.access_for(self.settings, identity.WEB, bootstrap=self.bootstrap)
+        return clients.access_as(self.settings, principal, bootstrap=self.bootstrap)
+
+    def inbox_kafka(self, receiver: str, code: str) -> KafkaAccess:
+        return self.kafka(identity.receiver_principal(receiver, code))
 
     @property
     def topics(self) -> Topics:

@@ -17,18 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-
 from connectors.base import event_key, event_topic
 from hub.contract.base import ContractRecord
 from hub.contract.envelope import Event
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
+from hub.kafka import clients
 from hub.kafka.admin import ensure_topics, hub_topics
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import free_port
+from hub.kafka.provision import apply_acls
 from hub.pseudonym import Pseudonymiser
 from hub.settings import HubSettings
 from hub.topics import Topics
+from tests.kafka_env import access, security_env
 
 REPO = Path(__file__).resolve().parents[2]
 SERDE = Serde()
@@ -54,16 +56,26 @@ class HubUnderTest:
         env.update(
             HUB_KAFKA_BOOTSTRAP=self.bootstrap, HUB_TOPIC_NAMESPACE=self.namespace,
             HUB_WORKER__APP_ID=f"{self.namespace}hub", HUB_STATE_DIR=str(self.state_dir),
-            HUB_WORKER__WEB_PORT=str(self.web_port),
+            HUB_WORKER__WEB_PORT=str(self.web_port), **security_env(),
         )  # fmt: skip
         return env
+
+    @property
+    def admin(self) -> KafkaAccess:
+        """The broker's super user: sets the hub up and reads what it wrote, as an operator's script would."""
+        return access(self.bootstrap)
+
+    def kafka_as(self, principal: str) -> KafkaAccess:
+        return access(self.bootstrap, principal)
 
     def settings(self) -> HubSettings:
         return HubSettings(kafka_bootstrap=self.bootstrap, topic_namespace=self.namespace, state_dir=self.state_dir,
                            worker={"app_id": f"{self.namespace}hub"})  # type: ignore[arg-type]  # fmt: skip
 
     def create_topics(self) -> None:
-        asyncio.run(ensure_topics(self.bootstrap, hub_topics(self.settings())))
+        """``hub topics create`` for this hub: its topics and the ACLs of its namespace and group."""
+        asyncio.run(ensure_topics(self.admin, hub_topics(self.settings())))
+        apply_acls(self.admin, self.settings())
 
     def start_worker(self, name: str = "worker", instance_id: str | None = None) -> subprocess.Popen[bytes]:
         log = (self.state_dir / f"{name}.log").open("ab")
@@ -135,19 +147,25 @@ class HubUnderTest:
 
     async def _publish(self, events: list[Event | bytes], agency: str | None) -> None:
         pseudonyms = Pseudonymiser(HubSettings())
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
-                                    linger_ms=5)  # fmt: skip
+        producer = clients.producer(self.admin, enable_idempotence=True, acks="all", linger_ms=5)
         await producer.start()
         try:
             for e in events:
                 if isinstance(e, bytes):
-                    await producer.send(self.topics.agency(agency or "polisen"), e)
+                    await producer.send(self._topic(agency or "polisen"), e)
                     continue
-                topic = self.topics.agency(agency) if agency else event_topic(e, self.topics)
+                topic = self._topic(agency) if agency else event_topic(e, self.topics)
                 await producer.send(topic, SERDE.encode(e), key=event_key(e, pseudonyms))
             await producer.flush()
         finally:
             await producer.stop()
+
+    def _topic(self, unit: str) -> str:
+        """The agency topic of a source unit name: ``polisen``, ``kommun-1381`` (plain ``kommun``: Laholm's)."""
+        if unit == "kommun":
+            unit = "kommun-1381"
+        agency, _, code = unit.partition("-")
+        return self.topics.agency(agency, code or None)
 
     def read(self, topic_names: list[str], until: Any = None, quiet_s: float = 3.0,
              timeout_s: float = 90.0) -> dict[str, list[ContractRecord]]:  # fmt: skip
@@ -157,8 +175,7 @@ class HubUnderTest:
 
     async def _read(self, names: list[str], until: Any, quiet_s: float, timeout_s: float
                     ) -> dict[str, list[ContractRecord]]:  # fmt: skip
-        consumer = AIOKafkaConsumer(*names, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
-                                    enable_auto_commit=False, group_id=None)  # fmt: skip
+        consumer = clients.consumer(self.admin, *names, auto_offset_reset="earliest")
         await consumer.start()
         got: dict[str, list[ContractRecord]] = {n: [] for n in names}
         deadline = time.monotonic() + timeout_s
