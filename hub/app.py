@@ -29,6 +29,7 @@ from hub.contract.outputs import AuditRecord
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import WaveRule
 from hub.flows.routing import Router
+from hub.identity import HEADER_CREDENTIAL
 from hub.kafka import clients
 from hub.kafka.admin import last_record, read_range
 from hub.kafka.clients import KafkaAccess
@@ -58,7 +59,7 @@ def credential_of(headers: Any) -> str | None:
     """The ``hub-credential`` header the gateway sets (which credential sent the event), if any."""
     items = headers.items() if isinstance(headers, Mapping) else (headers or ())
     for name, value in items:
-        if name == "hub-credential" and isinstance(value, bytes | bytearray):
+        if name == HEADER_CREDENTIAL and isinstance(value, bytes | bytearray):
             return bytes(value).decode("utf-8", "replace")[:200]
     return None
 

@@ -532,9 +532,15 @@ def _ingest(args: argparse.Namespace, settings: HubSettings) -> int:
         from datetime import datetime
 
         from connectors.gateway import new_token
+        from hub.identity import parse_unit
 
+        try:
+            unit = parse_unit(args.new_token, settings.municipality_codes)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         token, entry = new_token(datetime.fromisoformat(args.expires) if args.expires else None)
-        _print_json({"agency": args.new_token, "token": token, "entry": entry})
+        _print_json({"unit": unit.name, "token": token, "entry": entry})
         return 0
     from connectors.gateway import run
 
@@ -609,8 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="the authenticated HTTP ingest gateway agencies post events to")
     ing.add_argument("--host", default=None, help="listen address (default HUB_INGEST__HOST, 127.0.0.1)")
     ing.add_argument("--port", type=int, default=None, help="TCP port (default HUB_INGEST__PORT, 8088)")
-    ing.add_argument("--new-token", metavar="AGENCY",
-                     help="print a new token and its HUB_INGEST__TOKENS entry, then exit")
+    ing.add_argument("--new-token", metavar="UNIT",
+                     help="print a new token of one source unit (polisen, kriminalvarden, kommun-1381, ...) and its "
+                          "HUB_INGEST__TOKENS entry, then exit")
     ing.add_argument("--expires", metavar="ISO8601", help="expiry for --new-token")
     ing.set_defaults(handler=_ingest)
 

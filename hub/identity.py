@@ -35,6 +35,12 @@ OPERATOR = "operator"
 SIMULATOR = "connector-simulator"
 POLISEN_FEED = "connector-polisen-feed"
 
+HEADER_SOURCE_UNIT = "hub-source-unit"
+"""Record header the gateway sets: the source unit whose credential sent the event (UTF-8)."""
+HEADER_CREDENTIAL = "hub-credential"
+"""Record header the gateway sets: which credential (``<unit>:<12 hex of the token's SHA-256>``), never the token;
+the worker copies it into the audit record."""
+
 Kind = Literal["admin", "service", "operator", "agency", "connector", "receiver"]
 
 

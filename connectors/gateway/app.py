@@ -1,5 +1,14 @@
 """The ingest gateway's aiohttp application: authentication, validation, producing, acknowledgement.
 
+A request authenticates as one **source unit** (``polisen``, ``kriminalvarden``, ``kommun-1381``, …; see
+:mod:`connectors.gateway.auth`). Its events must be of the unit's agency (403 otherwise), and a
+municipality's credential may publish only for that municipality: an event (a consent too) whose
+``envelope.municipality_code`` — or a payload field naming a municipality — is another one is refused with
+403 and never published. ``envelope.source_agency`` is overwritten by the unit's agency. Accepted events go
+to the unit's own topic (``agency.kommun.1381.events``), each record with the Kafka headers
+``hub-source-unit`` (the unit) and ``hub-credential`` (the credential id, never the token), so the audit
+can say who sent it. The gateway connects to Kafka as the principal ``gateway``.
+
 An event is acknowledged (listed under ``accepted`` in a 202) only after the broker acknowledged it
 (``acks="all"``). Nothing here logs or returns input values: log lines carry line numbers, event ids,
 field paths and status codes; error messages come from the contract's validation (which hides input)
@@ -13,15 +22,16 @@ import contextlib
 import json
 import logging
 import re
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from connectors.base import (
     ProducerLike,
@@ -30,7 +40,7 @@ from connectors.base import (
     make_producer,
     start_producer,
 )
-from connectors.gateway.auth import Authenticator
+from connectors.gateway.auth import Authenticator, AuthResult
 from connectors.gateway.openapi import openapi_document
 from connectors.gateway.parsing import BodyError, Line, split_body
 from hub.contract.base import model_for_event_type
@@ -38,7 +48,10 @@ from hub.contract.envelope import Event
 from hub.contract.errors import ContractError
 from hub.contract.fields import municipality_codes
 from hub.contract.serde import Serde
-from hub.kafka.local import bootstrap_address
+from hub.identity import GATEWAY as GATEWAY_PRINCIPAL
+from hub.identity import HEADER_CREDENTIAL, HEADER_SOURCE_UNIT, SourceUnit
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess, KafkaAccessError
 from hub.kafka.metadata import cluster_answers
 from hub.logsafety import protect_kafka_logs
 from hub.pseudonym import Pseudonymiser
@@ -52,6 +65,45 @@ JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})
 _PNR_LIKE = re.compile(r"\d{6}(?:\d{2})?[-+]?\d{4}")
 _MAX_ERRORS = 20
+
+
+Headers = list[tuple[str, bytes]]
+
+
+class GatewayProducer(ProducerLike, Protocol):
+    """A :class:`connectors.base.ProducerLike` that also takes Kafka headers (as ``AIOKafkaProducer`` does)."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Headers | None = None
+    ) -> Any: ...
+
+
+def record_headers(unit: SourceUnit, credential: str) -> Headers:
+    """The headers saying who sent a record: ``hub-source-unit`` and ``hub-credential`` (UTF-8 bytes)."""
+    return [(HEADER_SOURCE_UNIT, unit.name.encode()), (HEADER_CREDENTIAL, credential.encode())]
+
+
+def named_municipalities(event: Event) -> list[tuple[str, str]]:
+    """Every (field path, code) of an event that names a municipality: ``envelope.municipality_code`` and
+    any payload field ending in ``municipality_code``."""
+    named = [("envelope.municipality_code", event.envelope.municipality_code)]
+    payload = getattr(event, "payload", None)
+    if isinstance(payload, BaseModel):
+        for name, value in payload:
+            if name.endswith("municipality_code") and isinstance(value, str):
+                named.append((f"payload.{name}", value))
+    return named
+
+
+def foreign_municipality(unit: SourceUnit, event: Event) -> tuple[str, str] | None:
+    """For a municipality's unit (``kommun-1381``): the first field naming another municipality, as
+    (path, code); None when every field names the unit's own, or the unit is not a municipality's."""
+    if unit.municipality is None:
+        return None
+    for path, code in named_municipalities(event):
+        if code != unit.municipality:
+            return path, code
+    return None
 
 
 def scrub(text: str) -> str:
@@ -76,6 +128,7 @@ class Accepted:
     topic: str
     key: bytes
     value: bytes
+    headers: Headers
     spoofed: bool = False
 
 
@@ -88,12 +141,12 @@ class Metrics:
         self.requests = Counter("hub_ingest_requests", "HTTP requests by path and status",
                                 ["path", "status"], registry=r)
         self.accepted = Counter("hub_ingest_events_accepted", "Events acknowledged by the broker (202)",
-                                ["agency"], registry=r)
+                                ["agency", "unit"], registry=r)
         self.rejected = Counter("hub_ingest_events_rejected", "Events not accepted, by status",
-                                ["agency", "status"], registry=r)
+                                ["agency", "unit", "status"], registry=r)
         self.corrected = Counter("hub_ingest_source_agency_corrected",
                                  "Events whose envelope.source_agency was overwritten by the token's agency",
-                                 ["agency"], registry=r)
+                                 ["agency", "unit"], registry=r)
         self.latency = Histogram(
             "hub_ingest_produce_latency_seconds", "From send to broker acknowledgement, per event",
             registry=r,
@@ -106,23 +159,41 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
+def _unauthorized(result: AuthResult) -> web.Response:
+    """401 with a bearer challenge saying why (missing, invalid or expired token)."""
+    challenge = 'Bearer realm="samverkan-hub"'
+    if result.status != "missing":
+        challenge += ', error="invalid_token"'
+    message = {"missing": "bearer token required", "invalid": "invalid token",
+               "expired": "token expired"}.get(result.status, "invalid token")
+    return _error(401, message, {"WWW-Authenticate": challenge})
+
+
 class Gateway:
-    """The state behind one application: producer, authenticator, limits, metrics."""
+    """The state behind one application: producer, authenticator, limits, metrics.
+
+    Raises ValueError for a bad ``HUB_INGEST__TOKENS`` (a key that is not a served source unit, a malformed
+    entry, one token for two units) and, when it must make its own producer, KafkaAccessError when this
+    process has no credentials for the principal ``gateway``: both at start, before anything listens.
+    """
 
     def __init__(
-        self, settings: HubSettings, producer: ProducerLike | None, registry: CollectorRegistry | None
+        self, settings: HubSettings, producer: GatewayProducer | None, registry: CollectorRegistry | None
     ) -> None:
         self.settings = settings
         self.ingest = settings.ingest
-        self.auth = Authenticator(settings.ingest.tokens)
+        self.auth = Authenticator(settings.ingest.tokens, settings.municipality_codes)
         self.serde = Serde()
         self.pseudonymiser = Pseudonymiser(settings)
         self.topics = Topics(settings.topic_namespace)
         self.codes = frozenset([*settings.municipality_codes, settings.county_code])
         self.metrics = Metrics(registry or CollectorRegistry())
-        self.bootstrap = bootstrap_address(settings)
-        self.producer: ProducerLike | None = producer
+        self.bootstrap = clients.bootstrap_of(settings)
+        self.producer: GatewayProducer | None = producer
         self.owns_producer = producer is None
+        self.access: KafkaAccess | None = (
+            clients.access_for(settings, GATEWAY_PRINCIPAL) if self.owns_producer else None
+        )
         self.in_flight = 0
         self._starter: asyncio.Task[None] | None = None
         self._ready_cache: tuple[float, bool] = (0.0, False)
@@ -149,17 +220,28 @@ class Gateway:
             await asyncio.sleep(delay)
             return False
 
+        access = self.kafka_access()
+        if access is None:  # not reached: an owned producer's access is made at start
+            raise KafkaAccessError(f"no Kafka credentials for principal {GATEWAY_PRINCIPAL!r}")
         self.producer = await start_producer(
-            lambda: make_producer(self.bootstrap), what=f"ingest (Kafka {self.bootstrap})",
+            lambda: make_producer(access), what=f"ingest (Kafka {self.bootstrap} as {access.principal})",
             initial_s=0.5, max_s=15.0, pause=sleep,
         )  # fmt: skip
-        log.info("ingest: producer connected to %s", self.bootstrap)
+        log.info("ingest: producer connected to %s as %s", self.bootstrap, access.principal)
+
+    def kafka_access(self) -> KafkaAccess | None:
+        """How this gateway connects (as ``gateway``); None when no credentials exist (injected producer)."""
+        if self.access is None:
+            with contextlib.suppress(KafkaAccessError):
+                self.access = clients.access_for(self.settings, GATEWAY_PRINCIPAL)
+        return self.access
 
     async def broker_reachable(self) -> bool:
         at, ok = self._ready_cache
         if time.monotonic() - at < 2.0:
             return ok
-        ok = await cluster_answers(self.bootstrap, timeout_s=2.0)
+        access = self.kafka_access()
+        ok = access is not None and await cluster_answers(access, timeout_s=2.0)
         self._ready_cache = (time.monotonic(), ok)
         return ok
 
@@ -203,14 +285,10 @@ class Gateway:
 
     async def post_events(self, request: web.Request) -> web.Response:
         result = self.auth.authenticate(request.headers.get("Authorization"))
-        if result.status != "ok" or result.agency is None:
-            challenge = 'Bearer realm="samverkan-hub"'
-            if result.status != "missing":
-                challenge += ', error="invalid_token"'
-            message = {"missing": "bearer token required", "invalid": "invalid token",
-                       "expired": "token expired"}.get(result.status, "invalid token")
-            return _error(401, message, {"WWW-Authenticate": challenge})
-        agency = result.agency
+        if result.status != "ok" or result.unit is None or result.credential is None:
+            return _unauthorized(result)
+        unit, agency = result.unit, result.unit.agency
+        headers_out = record_headers(unit, result.credential)
         retry = {"Retry-After": str(self.ingest.retry_after_s)}
         if self.producer is None:
             return _error(503, "not connected to Kafka yet", retry)
@@ -239,7 +317,7 @@ class Gateway:
         ready: list[Accepted] = []
         with municipality_codes(self.codes):
             for line in lines:
-                outcome = self._check(agency, line)
+                outcome = self._check(unit, line, headers_out)
                 if isinstance(outcome, Rejection):
                     rejected.append(outcome)
                 else:
@@ -255,13 +333,13 @@ class Gateway:
         rejected.sort(key=lambda r: r.line)
         accepted = [{"line": a.line, "event_id": str(a.event.envelope.event_id)} for a in acked]
         if acked:
-            self.metrics.accepted.labels(agency).inc(len(acked))
+            self.metrics.accepted.labels(agency, unit.name).inc(len(acked))
         for r in rejected:
-            self.metrics.rejected.labels(agency, str(r.status)).inc()
+            self.metrics.rejected.labels(agency, unit.name, str(r.status)).inc()
             path = r.errors[0]["path"] if r.errors else None
-            log.info("ingest %s: line %d rejected with %d (field %s)", agency, r.line, r.status, path)
+            log.info("ingest %s: line %d rejected with %d (field %s)", unit, r.line, r.status, path)
         for a in acked:
-            log.debug("ingest %s: line %d event %s accepted", agency, a.line, a.event.envelope.event_id)
+            log.debug("ingest %s: line %d event %s accepted", unit, a.line, a.event.envelope.event_id)
 
         headers: dict[str, str] = {}
         if unacked:
@@ -272,13 +350,16 @@ class Gateway:
         else:
             statuses = {r.status for r in rejected}
             status = statuses.pop() if len(statuses) == 1 else 422
-        log.info("ingest %s: %d lines, %d accepted, %d rejected -> %d",
-                 agency, len(lines), len(acked), len(rejected), status)
+        log.info("ingest %s (credential %s): %d lines, %d accepted, %d rejected -> %d",
+                 unit, result.credential, len(lines), len(acked), len(rejected), status)
         body = {"accepted": accepted, "rejected": [r.as_dict() for r in rejected]}
         return web.json_response(body, status=status, headers=headers)
 
-    def _check(self, agency: str, line: Line) -> Accepted | Rejection:
-        """Validate one document for ``agency``; the envelope's source_agency becomes ``agency``."""
+    def _check(self, unit: SourceUnit, line: Line, headers: Headers) -> Accepted | Rejection:
+        """Validate one document from ``unit``: of its agency's event types (403), valid under the contract
+        and encodable (422), then for its own municipality when it is a municipality's (403). The envelope's
+        source_agency becomes the unit's agency."""
+        agency = unit.agency
         if line.status is not None:  # not JSON at all (a JSON null is data: refused below as not an object)
             return Rejection(line.number, line.status, [{"path": None, "message": line.error or "malformed JSON"}])
         data = line.data
@@ -294,7 +375,8 @@ class Gateway:
                                                  "message": "event_type string required"}])
         if not event_type.startswith(f"{agency}."):
             return Rejection(line.number, 403, [{"path": "envelope.event_type", "message":
-                                                 f"agency {agency} may not publish this event type"}])
+                                                 f"credential of {unit} may not publish this event type "
+                                                 f"(only {agency}.*)"}])
         model = model_for_event_type(event_type)
         if model is None or not issubclass(model, Event):
             return Rejection(line.number, 422, [{"path": "envelope.event_type", "message":
@@ -319,12 +401,18 @@ class Gateway:
         except ContractError as exc:
             return Rejection(line.number, 422, [{"path": scrub(exc.path) if exc.path else None,
                                                  "message": scrub(exc.message)}])
+        # Last: an event refused here is otherwise acceptable (a bad one gets its 400/422 first).
+        foreign = foreign_municipality(unit, event)
+        if foreign is not None:
+            path, code = foreign
+            return Rejection(line.number, 403, [{"path": path, "message":
+                                                 f"credential of {unit} may not publish for municipality {code}"}])
         if spoofed:
-            self.metrics.corrected.labels(agency).inc()
+            self.metrics.corrected.labels(agency, unit.name).inc()
             log.warning("ingest %s: line %d event %s claimed another source_agency; corrected",
-                        agency, line.number, event.envelope.event_id)
-        return Accepted(line.number, event, self.topics.agency(agency), event_key(event, self.pseudonymiser),
-                        value, spoofed)
+                        unit, line.number, event.envelope.event_id)
+        return Accepted(line.number, event, self.topics.unit(unit), event_key(event, self.pseudonymiser),
+                        value, headers, spoofed)
 
     async def _produce(self, items: list[Accepted]) -> tuple[list[Accepted], list[Accepted], list[Accepted]]:
         """Send in order, wait for acknowledgements until ``ack_timeout_s``: (acked, not acked, too large).
@@ -344,7 +432,8 @@ class Gateway:
             async with asyncio.timeout_at(deadline):
                 for item in items:
                     try:
-                        futures.append(await producer.send(item.topic, value=item.value, key=item.key))
+                        futures.append(await producer.send(item.topic, value=item.value, key=item.key,
+                                                           headers=item.headers))
                     except MessageSizeTooLargeError:
                         futures.append(None)
         except (TimeoutError, KafkaError, OSError) as exc:
@@ -387,15 +476,16 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 
 def create_app(
     settings: HubSettings,
-    producer: ProducerLike | None = None,
+    producer: GatewayProducer | None = None,
     *,
     registry: CollectorRegistry | None = None,
 ) -> web.Application:
     """The ingest application.
 
-    Without ``producer`` the application starts its own idempotent ``acks="all"`` producer (retrying
-    until Kafka answers) and stops it on cleanup; a given producer is used as is (started and stopped
-    by the caller). Metrics go to ``registry`` (a fresh one by default).
+    Without ``producer`` the application starts its own idempotent ``acks="all"`` producer as the principal
+    ``gateway`` (retrying until Kafka answers) and stops it on cleanup; a given producer is used as is
+    (started and stopped by the caller; its ``send`` must take ``headers``). Metrics go to ``registry``
+    (a fresh one by default). A bad configuration raises ValueError or KafkaAccessError (see :class:`Gateway`).
     """
     protect_kafka_logs()
     gateway = Gateway(settings, producer, registry)
@@ -426,15 +516,33 @@ async def serve(
     Graceful: stop accepting, let running requests finish (their events acknowledged), flush and stop
     the producer.
     """
+    await _serve_app(create_app(settings), settings, host=host, port=port, stop=stop, on_listening=on_listening)
+
+
+async def _serve_app(
+    app: web.Application, settings: HubSettings, *, host: str | None, port: int | None,
+    stop: asyncio.Event | None, on_listening: Callable[[str], None] | None,
+) -> None:  # fmt: skip
+    access = app[GATEWAY].kafka_access()
+    detail = f"Kafka {clients.bootstrap_of(settings)}" + (f" as {access.principal}" if access else "")
     await serve_until_stopped(
-        create_app(settings), host or settings.ingest.host, settings.ingest.port if port is None else port,
+        app, host or settings.ingest.host, settings.ingest.port if port is None else port,
         name="ingest gateway", shutdown_timeout=settings.ingest.ack_timeout_s + 5, stop=stop,
-        on_listening=on_listening, detail=f"Kafka {bootstrap_address(settings)}",
+        on_listening=on_listening, detail=detail,
     )  # fmt: skip
 
 
 def run(settings: HubSettings, *, host: str | None = None, port: int | None = None) -> int:
-    """Blocking entry point for ``hub ingest``: serve until a signal; exit code 0."""
-    asyncio.run(serve(settings, host=host, port=port,
-                      on_listening=lambda address: print(json.dumps({"listening": address}), flush=True)))
+    """Blocking entry point for ``hub ingest``: serve until a signal; exit code 0.
+
+    A configuration error (``HUB_INGEST__TOKENS``, missing Kafka credentials) is one line on stderr and
+    exit code 2, before anything listens.
+    """
+    try:
+        app = create_app(settings)
+    except (ValueError, KafkaAccessError) as exc:
+        print(f"hub ingest: {exc}", file=sys.stderr, flush=True)
+        return 2
+    asyncio.run(_serve_app(app, settings, host=host, port=port, stop=None,
+                           on_listening=lambda address: print(json.dumps({"listening": address}), flush=True)))
     return 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hub.identity import AGENCIES, PER_MUNICIPALITY
 from hub.settings import IngestSettings
-from hub.topics import AGENCIES
 
 
 def _error_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -30,10 +30,14 @@ def openapi_document(ingest: IngestSettings) -> dict[str, Any]:
             "version": "1.0.0",
             "description": (
                 "Agencies post contract events (JSON shape of the Avro contract: envelope + payload). "
-                "The agency of the bearer token is the source: envelope.source_agency is overwritten. "
+                "A bearer token belongs to one source unit: polisen, kriminalvarden, or one municipality "
+                "(kommun-1381, ...). The unit's agency is the source: envelope.source_agency is overwritten. "
+                "A municipality's token publishes only for that municipality: an event or consent whose "
+                "envelope.municipality_code is another one is refused (403). "
                 "An event is listed as accepted only after Apache Kafka acknowledged it (acks=all). "
                 "Events are at-least-once: after a 503 re-send with the same event_id; the hub drops "
-                f"duplicates. Agencies: {', '.join(AGENCIES)}."
+                f"duplicates. Agencies: {', '.join(AGENCIES)} "
+                f"({', '.join(sorted(PER_MUNICIPALITY))}: one source unit per municipality)."
             ),
         },
         "servers": [{"url": "/"}],
@@ -66,8 +70,9 @@ def openapi_document(ingest: IngestSettings) -> dict[str, Any]:
                             "Missing, invalid or expired bearer token",
                             {"WWW-Authenticate": {"schema": {"type": "string"}}},
                         ),
-                        "403": {"description": "The token's agency may not publish these event types",
-                                "content": outcome},
+                        "403": {"description": "The token's source unit may not publish these events: "
+                                               "another agency's event type, or (a municipality's token) "
+                                               "another municipality", "content": outcome},
                         "413": {"description": "Body or batch too large (Error), or no event accepted and "
                                                "some too large for Kafka (IngestResult)",
                                 "content": {"application/json": {"schema": {"oneOf": [
@@ -99,7 +104,8 @@ def openapi_document(ingest: IngestSettings) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
-                                           "description": "Per-agency token (stored hashed by the hub)"}},
+                                           "description": "Per-source-unit token (polisen, kriminalvarden, "
+                                                          "kommun-<code>; stored hashed by the hub)"}},
             "schemas": {
                 "Event": {
                     "type": "object",
@@ -122,7 +128,9 @@ def openapi_document(ingest: IngestSettings) -> dict[str, Any]:
                         "source_agency": {"type": "string",
                                           "description": "Ignored: set to the token's agency"},
                         "source_unit": {"type": "string", "minLength": 1},
-                        "municipality_code": {"type": "string", "pattern": r"^\d{4}$|^\d{2}$"},
+                        "municipality_code": {"type": "string", "pattern": r"^\d{4}$|^\d{2}$",
+                                              "description": "With a municipality's token: that "
+                                                             "municipality's code"},
                         "area": {"type": ["string", "null"]},
                         "occurred_at": {"type": "string", "format": "date-time"},
                         "recorded_at": {"type": "string", "format": "date-time"},

@@ -1,9 +1,11 @@
 """Fuzzing the ingest gateway: a real ``hub ingest`` process on the real broker, hostile requests one by one.
 
 Every request must get a clear answer — 202, or a 4xx that says why (401, 413, 415; per line 400, 403,
-422) — never a 5xx, a hang or a crash; the events it accepts must be on the agency topic exactly once
-per acceptance, with the token's agency as source, and nothing it refused may be. Neither a response nor
-the gateway's log (at DEBUG) may ever hold a personnummer or a token.
+422) — never a 5xx, a hang or a crash; the events it accepts must be on the token's source-unit topic
+exactly once per acceptance, with the token's agency as source, and nothing it refused may be. The
+municipalities' token is Laholm's (``kommun-1381``): its valid events for any other municipality must be
+refused with 403. Neither a response nor the gateway's log (at DEBUG) may ever hold a personnummer or a
+token.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import pytest
 from hypothesis import given
 
 from connectors.gateway import hash_token
+from hub.contract.envelope import Event
 from hub.deadline import Deadline
-from tests.fuzz.strategies import EXPIRED_TOKEN, TOKENS, IngestRequest, case_id, ingest_requests
-from tests.fuzz.support import Figures, event_ids, fuzz_settings, personnummer_lines, published_events
+from hub.identity import PER_MUNICIPALITY, SourceUnit
+from tests.fuzz.strategies import EXPIRED_TOKEN, TOKENS, Doc, IngestRequest, case_id, ingest_requests
+from tests.fuzz.support import Figures, event_ids, fuzz_settings, personnummer_lines
 from tests.hub.support import REPO, HubUnderTest
 
 # Sized by --full; a hang is caught sooner by the timeouts of each request and read.
@@ -36,6 +40,21 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(3600)]
 MAX_BODY = 64 * 1024
 MAX_LINES = 20
 LINE_STATUSES = frozenset({400, 403, 422})
+MUNICIPALITY = "1381"
+"""Whose token the municipalities' token (``TOKENS["kommun"]``) is: Laholm's."""
+
+
+def unit_of(agency: str) -> SourceUnit:
+    """The source unit a fuzz token of ``agency`` is configured for."""
+    return SourceUnit(agency, MUNICIPALITY if agency in PER_MUNICIPALITY else None)
+
+
+def for_another_municipality(line: Doc, token_agency: str) -> bool:
+    """Whether a document names a municipality other than that of the token's unit (then a valid one is 403)."""
+    own = unit_of(token_agency).municipality
+    envelope = line.doc.get("envelope") if line.doc is not None else None
+    code = envelope.get("municipality_code") if isinstance(envelope, dict) else None
+    return own is not None and isinstance(code, str) and code != own
 
 
 @dataclass
@@ -75,8 +94,8 @@ def gateway(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Gateway, Hub
     hub = HubUnderTest(kafka_bootstrap, f"fzi{uuid.uuid4().hex[:6]}.", tmp_path / "state")
     hub.create_topics()
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    tokens = {agency: [hash_token(token)] for agency, token in TOKENS.items()}
-    tokens["kommun"].append(f"{hash_token(EXPIRED_TOKEN)}@{past}")
+    tokens = {unit_of(agency).name: [hash_token(token)] for agency, token in TOKENS.items()}
+    tokens[unit_of("kommun").name].append(f"{hash_token(EXPIRED_TOKEN)}@{past}")
     env = {
         **hub.env, "HUB_INGEST__TOKENS": json.dumps(tokens), "HUB_INGEST__MAX_BODY_BYTES": str(MAX_BODY),
         "HUB_INGEST__MAX_LINES": str(MAX_LINES), "HUB_INGEST__ACK_TIMEOUT_S": "60", "HUB_LOG_LEVEL": "DEBUG",
@@ -138,6 +157,21 @@ def line_numbers(req: IngestRequest, body: bytes) -> list[int]:
     return [i for i, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
 
 
+def published_by_unit(hub: HubUnderTest, expect: int) -> list[tuple[str, Event]]:
+    """Every record on the fuzz tokens' unit topics (once ``expect`` arrived and a quiet spell passed), with
+    the token's agency; each must be a valid event whose ``source_agency`` is that agency."""
+    topics = {hub.topics.unit(unit_of(agency)): agency for agency in TOKENS}
+    got = hub.read(list(topics), until=lambda g: sum(len(v) for v in g.values()) >= expect, quiet_s=3,
+                   timeout_s=180)  # fmt: skip
+    out: list[tuple[str, Event]] = []
+    for topic, records in got.items():
+        for record in records:
+            assert isinstance(record, Event)
+            assert record.envelope.source_agency.value == topics[topic]
+            out.append((topics[topic], record))
+    return out
+
+
 def check_response(req: IngestRequest, body: bytes, line_ids: list[str | None], status: int,
                    headers: dict[str, str], data: bytes) -> list[str]:  # fmt: skip
     """Assert the answer to one request; the event ids it accepted."""
@@ -161,16 +195,20 @@ def check_response(req: IngestRequest, body: bytes, line_ids: list[str | None], 
     assert sorted([*accepted, *rejected]) == numbers, "every line is answered exactly once"
     cross = req.token_agency != req.agency
     for number, line, event_id in zip(numbers, req.lines, line_ids, strict=True):
+        foreign = for_another_municipality(line, req.token_agency)
         if number in accepted:
             assert not cross, (line.family, "accepted with another agency's token")
+            assert not foreign, (line.family, "accepted for another municipality than the token's")
             assert line.label != "bad", (line.family, "accepted")
             if line.label == "good":
                 assert accepted[number] == event_id
         else:
             got = rejected[number]
-            assert line.label != "good" or cross, (line.family, got)
+            assert line.label != "good" or cross or foreign, (line.family, got)
             if cross:  # another agency's token: its own event types are refused first, or the line is bad
                 allowed = frozenset({403}) if line.label == "good" else LINE_STATUSES
+            elif foreign and line.label == "good":  # valid, but another municipality's: 403 (after validation)
+                allowed = frozenset({403})
             else:
                 allowed = line.statuses if line.label == "bad" else LINE_STATUSES
             assert got["status"] in allowed, (line.family, got)
@@ -213,8 +251,8 @@ def test_gateway_answers_every_request_clearly_and_publishes_only_what_it_accept
     one()
     assert gw.proc.poll() is None, "hub ingest died"
 
-    # Exactly what was accepted is on the agency topics, with the token's agency as the source.
-    assert event_ids(published_events(hub, TOKENS, sum(accepted.values()))) == accepted
+    # Exactly what was accepted is on the token units' topics, with the token's agency as the source.
+    assert event_ids(published_by_unit(hub, sum(accepted.values()))) == accepted
 
     gw.proc.send_signal(signal.SIGINT)
     assert gw.proc.wait(timeout=60) == 0
