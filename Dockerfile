@@ -1,4 +1,4 @@
-# Samverkan Hub: one image for every hub process (worker, ingest gateway, connectors, topic creation).
+# Samverkan Hub: one image for every hub process (worker, ingest gateway, connectors, PKI, users and topics).
 # The command picks the role: `docker run IMAGE worker`, `... ingest`, `... connector polisen-feed`.
 FROM python:3.11-slim
 
@@ -25,11 +25,13 @@ WORKDIR /app
 COPY schemas /app/schemas
 COPY hub/rules /app/hub/rules
 
-# Non-root user; /var/lib/hub is its state dir (a named volume mounted there inherits the ownership).
+# Non-root user; /var/lib/hub is its state dir and /secrets the compose `pki` job's output (a named volume
+# mounted on either inherits the ownership: the pki job writes the cluster's trust material as `hub`).
 RUN groupadd --system --gid 10001 hub \
     && useradd --system --uid 10001 --gid hub --home-dir /var/lib/hub --no-create-home hub \
-    && mkdir -p /var/lib/hub \
-    && chown -R hub:hub /var/lib/hub
+    && mkdir -p /var/lib/hub /secrets \
+    && chown -R hub:hub /var/lib/hub /secrets \
+    && chmod 0700 /secrets
 USER hub:hub
 
 EXPOSE 6066 8088

@@ -138,6 +138,33 @@ def _kafka_rotate(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0
 
 
+#: Kafka's own command-line tools by their script names (``bin/kafka-acls.sh`` → ``kafka-acls``).
+KAFKA_TOOLS = {
+    "kafka-acls": "org.apache.kafka.tools.AclCommand",
+    "kafka-configs": "org.apache.kafka.tools.ConfigCommand",
+    "kafka-console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
+    "kafka-console-producer": "org.apache.kafka.tools.ConsoleProducer",
+    "kafka-consumer-groups": "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+    "kafka-topics": "org.apache.kafka.tools.TopicCommand",
+}
+
+
+def _kafka_tool(args: argparse.Namespace, settings: HubSettings) -> int:
+    """One of Kafka's own tools from the pinned release, e.g. with ``--command-config`` from client-config."""
+    import subprocess
+
+    from hub.kafka.local import LOG4J_CONFIG, BrokerError, broker_from_settings
+
+    try:
+        classpath = broker_from_settings(settings).classpath()
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    cmd = ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", classpath,
+           KAFKA_TOOLS[args.tool], *args.tool_args]
+    return subprocess.run(cmd, check=False).returncode
+
+
 def _kafka_logs(args: argparse.Namespace, settings: HubSettings) -> int:
     from hub.kafka.local import broker_from_settings
 
@@ -407,7 +434,7 @@ def _polisen_feed(args: argparse.Namespace, settings: HubSettings) -> int:
     from connectors.polisen_feed.connector import PolisenFeedConnector
 
     ensure_kafka(settings)
-    require_secrets(settings, "connector")
+    require_secrets(settings, "polisen-feed")
     connector = PolisenFeedConnector(settings, base_url=args.base_url, polls=args.polls,
                                      min_interval_s=max(10.0, args.interval))  # fmt: skip
     return _run_connector(connector, args, settings)
@@ -579,6 +606,11 @@ def build_parser() -> argparse.ArgumentParser:
     rt = ksub.add_parser("rotate", help="give one principal a new random password (as admin)")
     rt.add_argument("principal")
     rt.set_defaults(handler=_kafka_rotate)
+    tool = ksub.add_parser("tool", help="run one of Kafka's own tools from the pinned release (arguments passed on)")
+    tool.add_argument("tool", choices=sorted(KAFKA_TOOLS), help="the tool, as its script is called")
+    tool.add_argument("tool_args", nargs=argparse.REMAINDER, metavar="ARGS",
+                      help="its arguments, e.g. --bootstrap-server B --command-config FILE ...")
+    tool.set_defaults(handler=_kafka_tool)
     lg = ksub.add_parser("logs", help="the last lines of the broker's own log")
     lg.add_argument("-n", "--lines", type=int, default=50)
     lg.set_defaults(handler=_kafka_logs)

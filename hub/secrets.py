@@ -1,7 +1,7 @@
 """Secrets fail closed: outside ``HUB_ENV=dev`` a service does not start with a secret anyone could know.
 
 A secret is refused when it is a built-in development default, still holds a ``CHANGE-ME`` placeholder of
-``deploy/hub.env.example`` (or the per-service env files), or is shorter than 32 bytes. The check names the
+the per-service env files in ``deploy/env/``, or is shorter than 32 bytes. The check names the
 setting (never its value) in one line, and the service exits non-zero.
 """
 
@@ -21,8 +21,12 @@ PLACEHOLDER = "CHANGE-ME"
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
     "worker": ("HUB_SECRET_KEY", "HUB_PSEUDONYM_KEYS", "HUB_KAFKA__PASSWORD"),
     "ingest": ("HUB_SECRET_KEY", "HUB_PSEUDONYM_KEYS", "HUB_KAFKA__PASSWORD"),
-    "web": ("HUB_SECRET_KEY", "HUB_WEB__SESSION_SECRET", "HUB_PSEUDONYM_KEYS", "HUB_KAFKA__PASSWORD"),
+    "web": ("HUB_WEB__SESSION_SECRET", "HUB_KAFKA__PASSWORD"),
+    # A connector keys events about a person with the person key derived from HUB_SECRET_KEY, which must be
+    # the worker's (events and consent about one person meet on one partition).
     "connector": ("HUB_SECRET_KEY", "HUB_KAFKA__PASSWORD"),
+    # The police open feed carries no person: only its Kafka credentials.
+    "polisen-feed": ("HUB_KAFKA__PASSWORD",),
 }
 
 

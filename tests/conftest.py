@@ -39,11 +39,10 @@ def full_run(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Bootstrap address of a running Kafka broker for this test session."""
-    existing = os.environ.get("HUB_KAFKA_BOOTSTRAP")
-    if existing:
-        yield existing
+def session_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker | None]:
+    """The broker this session started (None when ``HUB_KAFKA_BOOTSTRAP`` names an existing cluster)."""
+    if os.environ.get("HUB_KAFKA_BOOTSTRAP"):
+        yield None
         return
     home_env = os.environ.get("HUB_TEST_KAFKA_HOME")
     home = Path(home_env) if home_env else tmp_path_factory.mktemp("kafka")
@@ -57,9 +56,15 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     os.environ["HUB_KAFKA__CREDENTIALS_DIR"] = str(broker.pki.users_dir)
     get_settings.cache_clear()
     try:
-        yield broker.bootstrap
+        yield broker
     finally:
         broker.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_broker: LocalBroker | None) -> str:
+    """Bootstrap address of the running, secured Kafka broker of this test session."""
+    return session_broker.bootstrap if session_broker is not None else os.environ["HUB_KAFKA_BOOTSTRAP"]
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,11 @@ class LocalBroker:
 
     @property
     def classpath_file(self) -> Path:
-        return self.home / f"classpath-{self.version}.txt"
+        """The resolved classpath, cached per Kafka version and per content of ``pom.xml``."""
+        import hashlib
+
+        pom = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+        return self.home / f"classpath-{self.version}-{pom}.txt"
 
     @property
     def server_log(self) -> Path:

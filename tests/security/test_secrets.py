@@ -28,8 +28,9 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     (["worker"], {}, "HUB_SECRET_KEY"),  # the built-in development default
     (["ingest"], {"HUB_SECRET_KEY": "short"}, "HUB_SECRET_KEY"),
     (["web"], {"HUB_SECRET_KEY": STRONG}, "HUB_WEB__SESSION_SECRET"),
-    (["web"], {"HUB_SECRET_KEY": STRONG, "HUB_WEB__SESSION_SECRET": STRONG,
-               "HUB_PSEUDONYM_KEYS": '{"sig": "CHANGE-ME-sig-key"}'}, "HUB_PSEUDONYM_KEYS[sig]"),
+    (["web"], {"HUB_WEB__SESSION_SECRET": "CHANGE-ME-long-random-session-secret"}, "HUB_WEB__SESSION_SECRET"),
+    (["worker"], {"HUB_SECRET_KEY": STRONG, "HUB_PSEUDONYM_KEYS": '{"sig": "CHANGE-ME-sig-key"}'},
+     "HUB_PSEUDONYM_KEYS[sig]"),
     (["worker"], {"HUB_SECRET_KEY": STRONG, "HUB_KAFKA__USERNAME": "worker",
                   "HUB_KAFKA__PASSWORD": "CHANGE-ME"}, "HUB_KAFKA__PASSWORD"),
     (["simulate", "--duration", "1"], {}, "HUB_SECRET_KEY"),
