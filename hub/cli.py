@@ -153,14 +153,14 @@ def _kafka_tool(args: argparse.Namespace, settings: HubSettings) -> int:
     """One of Kafka's own tools from the pinned release, e.g. with ``--command-config`` from client-config."""
     import subprocess
 
-    from hub.kafka.local import LOG4J_CONFIG, BrokerError, broker_from_settings
+    from hub.kafka.local import TOOLS_LOG4J_CONFIG, BrokerError, broker_from_settings
 
     try:
         classpath = broker_from_settings(settings).classpath()
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    cmd = ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J_CONFIG}", "-cp", classpath,
+    cmd = ["java", "-Xmx256m", f"-Dlog4j2.configurationFile={TOOLS_LOG4J_CONFIG}", "-cp", classpath,
            KAFKA_TOOLS[args.tool], *args.tool_args]
     return subprocess.run(cmd, check=False).returncode
 

@@ -40,6 +40,7 @@ from hub.settings import HubSettings
 _HERE = Path(__file__).resolve().parent
 POM = _HERE / "pom.xml"
 LOG4J_CONFIG = _HERE / "log4j2.properties"
+TOOLS_LOG4J_CONFIG = _HERE / "log4j2-tools.properties"
 
 
 class BrokerError(RuntimeError):
@@ -91,6 +92,7 @@ class LocalBroker:
         num_partitions: int = 4,
         start_timeout_s: float = 90.0,
         provision: Callable[[KafkaAccess, Pki], None] | None = None,
+        plaintext_for_benchmark: bool = False,
     ) -> None:
         self.home = home.resolve()
         self.version = version
@@ -99,6 +101,9 @@ class LocalBroker:
         self.controller_port = controller_port
         self.internal_port = internal_port
         self.provision = provision
+        self.plaintext = plaintext_for_benchmark
+        """A broker with no security at all, only for the benchmark's side-by-side measure of what TLS and SCRAM
+        cost (``python -m bench``): never started by ``hub kafka up``, the tests or the demo."""
         """Creates the SCRAM users and applies the ACLs, given the super user's mutual-TLS access (defaults
         to :func:`hub.kafka.provision.provision_local` for the default settings)."""
         self.heap = heap
@@ -122,6 +127,8 @@ class LocalBroker:
 
     def admin_access(self) -> KafkaAccess:
         """The super user ``admin`` over SASL_SSL (what ``hub kafka client-config admin`` prints)."""
+        if self.plaintext:
+            return KafkaAccess(self.bootstrap, security_protocol="PLAINTEXT")
         return self.access_as(ADMIN)
 
     def access_as(self, principal: str) -> KafkaAccess:
@@ -193,10 +200,14 @@ class LocalBroker:
 
     def write_properties(self) -> None:
         """Generate ``server.properties`` for a one-node, secured KRaft cluster on loopback."""
-        pki = self.pki
-        keystore = pki.ensure_broker(self.host)
         client, internal, controller = (f"{self.host}:{p}" for p in (self.port, self.internal_port,
                                                                        self.controller_port))
+        if self.plaintext:
+            security = {"listener.security.protocol.map": "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                        "auto.create.topics.enable": "false"}
+        else:
+            security = {"listener.security.protocol.map": "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
+                        **secured_listener_properties(self.pki.ensure_broker(self.host), self.pki.ca_file)}
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -205,8 +216,7 @@ class LocalBroker:
             "advertised.listeners": f"CLIENT://{client},INTERNAL://{internal}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "INTERNAL",
-            "listener.security.protocol.map": "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
-            **secured_listener_properties(keystore, pki.ca_file),
+            **security,
             "log.dirs": str(self.data_dir),
             "num.partitions": str(self.num_partitions),
             # One node: internal topics must have replication factor 1 so transactions and groups work.
@@ -262,7 +272,7 @@ class LocalBroker:
         if self.pid() is not None:
             wait_until_ready(self.admin_access(), Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}"))
             return self.bootstrap
-        if (self.data_dir / "meta.properties").exists() and not self.pki.ca_file.exists():
+        if (self.data_dir / "meta.properties").exists() and not self.pki.ca_file.exists() and not self.plaintext:
             raise BrokerError(f"{self.data_dir} holds a broker formatted before the broker was secured; remove "
                               f"{self.home} (its data is local test data) and run `hub kafka up` again")
         for d in (self.home, self.data_dir, self.logs_dir):
@@ -280,8 +290,9 @@ class LocalBroker:
         self.pid_file.write_text(str(proc.pid))
         try:
             deadline = Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}")
-            wait_until_ready(self.broker_access(), deadline, alive=lambda: proc.poll() is None)
-            self._provision()
+            if not self.plaintext:
+                wait_until_ready(self.broker_access(), deadline, alive=lambda: proc.poll() is None)
+                self._provision()
             wait_until_ready(self.admin_access(), deadline, alive=lambda: proc.poll() is None)
         except (RuntimeError, DeadlineExceeded) as exc:
             self._kill(proc.pid)
