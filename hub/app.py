@@ -217,7 +217,7 @@ def create_app(settings: HubSettings, kafka: KafkaAccess) -> faust.App:
             partition = event.message.partition
             counts = await store.counts(partition)
             # The state record is written through before the offset is committed (the producer is flushed first).
-            for output in stage.process(counts, event.value, partition):
+            for output in stage.process(counts, event.value, partition, event.message.offset):
                 await send(output.topic, output.key, output.value, output.partition)
             last_offset[(event.message.topic, partition)] = event.message.offset
             yield None

@@ -11,15 +11,39 @@ outputs in order; the benchmark of the worker's own work calls :meth:`LagesbildS
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 
-from hub.contract.outputs import LagesbildAggregate
+from hub.contract.outputs import Deadletter, LagesbildAggregate, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import Counts, WaveRule, check_wave, contribution_key, county_increment
 from hub.lagesbild_store import encode_record
 from hub.pipeline import Output
 from hub.topics import Topics
+
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+_FIELDS = ("receiver", "municipality_code", "category", "week", "day", "event_id", "event_type")
+
+
+def increment_problem(increment: object) -> str | None:
+    """Why an increment cannot be counted (no personal data in the answer), or None."""
+    if not isinstance(increment, dict):
+        return "not a JSON object"
+    for name in _FIELDS:
+        if not isinstance(increment.get(name), str) or not increment[name]:
+            return f"{name} missing or not text"
+    week = _WEEK.match(increment["week"])
+    if week is None or not 1900 <= int(week.group(1)) <= 2200 or not 1 <= int(week.group(2)) <= 53:
+        return "week outside 1900-W01 .. 2200-W53"
+    try:
+        day = date.fromisoformat(increment["day"])
+    except ValueError:
+        return "day is not an ISO date"
+    if not 1900 <= day.year <= 2200:
+        return "day outside 1900 .. 2200"
+    return None
 
 
 def aggregate_key(record: LagesbildAggregate) -> bytes:
@@ -36,9 +60,16 @@ class LagesbildStage:
     alerts: MutableMapping[str, bool]
     """``municipality|area|category`` → alerted for the current wave (the worker's changelogged faust table)."""
 
-    def process(self, counts: Counts, value: bytes, partition: int) -> list[Output]:
-        """The messages to produce for one increment read from ``partition`` of ``hub.lagesbild``."""
-        increment = json.loads(value)
+    def process(self, counts: Counts, value: bytes, partition: int, offset: int = -1) -> list[Output]:
+        """The messages to produce for one increment read from ``partition`` of ``hub.lagesbild``; an
+        increment that cannot be counted becomes a dead letter (the stage never crashes on one)."""
+        try:
+            increment = json.loads(value)
+            problem = increment_problem(increment)
+        except (ValueError, TypeError):
+            increment, problem = None, "not a JSON increment"
+        if problem is not None:
+            return [self._deadletter(value, problem, partition, offset)]
         record = contribution_key(increment)
         new = record not in counts.contributions
         outputs = []
@@ -57,3 +88,11 @@ class LagesbildStage:
             county_key = f"{county['receiver']}|{self.county_code}".encode()
             outputs.append(Output(self.topics.lagesbild, county_key, json.dumps(county).encode()))
         return outputs
+
+    def _deadletter(self, value: bytes, problem: str, partition: int, offset: int) -> Output:
+        record = Deadletter(
+            reason=ReasonCode.invalid_payload, message=f"lägesbild increment not counted: {problem}",
+            source_topic=self.topics.lagesbild, source_partition=partition, source_offset=max(offset, 0),
+            original=value, event_id=None, at=datetime.now(UTC),
+        )  # fmt: skip
+        return Output(self.topics.deadletter, None, self.serde.encode(record), partition)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, Strict, model_validator
 
 from hub.contract import personnummer as pnr
 from hub.contract.base import ContractModel, ContractRecord
 from hub.contract.fields import MunicipalityCode, UtcMillis
+
+if TYPE_CHECKING:
+    from hub.contract.registry import SchemaRegistry
 
 
 class Agency(StrEnum):
@@ -90,13 +94,42 @@ class ConsentScope(StrEnum):
 Personnummer12 = Annotated[str, AfterValidator(pnr.normalise)]
 """A personnummer in any accepted form, normalised to 12 digits."""
 _EVENT_TYPE = re.compile(r"^[a-z][a-z_]*\.[a-z][a-z_0-9]*$")
+_UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _canonical_uuid(value: object) -> object:
+    """An event id is written in the canonical 8-4-4-4-12 form (no other spelling that UUID() would take)."""
+    if isinstance(value, str) and not _UUID_TEXT.match(value):
+        raise ValueError("must be a UUID written as 8-4-4-4-12 hexadecimal digits")
+    return value
+
+
+EventId = Annotated[UUID, BeforeValidator(_canonical_uuid)]
+
+
+@cache
+def payload_fields_by_version(schema_name: str) -> dict[int, frozenset[str]]:
+    """The payload field names of every local version of an event schema (``{1: {...}, 2: {...}}``)."""
+    out: dict[int, frozenset[str]] = {}
+    for sv in _registry().versions(schema_name):
+        payload = next((f for f in sv.schema.get("fields", []) if f.get("name") == "payload"), None)
+        if sv.version is not None and payload is not None and isinstance(payload.get("type"), dict):
+            out[sv.version] = frozenset(f["name"] for f in payload["type"].get("fields", []))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _registry() -> SchemaRegistry:
+    from hub.contract.registry import SchemaRegistry
+
+    return SchemaRegistry()
 
 
 class Subject(ContractModel):
     """``se.samverkan.common.Subject``: the person an individual event is about."""
 
     personnummer: Personnummer12
-    birth_year: Annotated[int, Field(ge=1800, le=9999)] | None = None
+    birth_year: Annotated[int, Strict(), Field(ge=1800, le=2200)] | None = None
 
     @model_validator(mode="after")
     def _birth_year_agrees(self) -> Subject:
@@ -112,9 +145,10 @@ class Subject(ContractModel):
 class Envelope(ContractModel):
     """``se.samverkan.common.Envelope``."""
 
-    event_id: UUID
+    event_id: EventId
     event_type: Annotated[str, Field(pattern=_EVENT_TYPE.pattern)]
-    schema_version: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    schema_version: Annotated[int, Strict(), Field(ge=1, le=2**31 - 1)]
+    """One of the event type's schema versions; the payload holds only that version's fields."""
     source_agency: Agency
     source_unit: Annotated[str, Field(min_length=1)]
     municipality_code: MunicipalityCode
@@ -153,4 +187,24 @@ class Event(ContractRecord):
             raise ValueError(f"envelope.subject must be null for {self.EVENT_TYPE}")
         if env.subject is not None and not env.data_class.is_personal:
             raise ValueError("envelope.data_class must be personal_consent or personal_statutory with a subject")
+        self._version_agrees()
         return self
+
+    def _version_agrees(self) -> None:
+        """``schema_version`` names a version of this event type, and the payload uses no field that version
+        does not have (a v1 event carrying a v2-only field is refused, not silently reinterpreted)."""
+        versions = payload_fields_by_version(self.SCHEMA_NAME)
+        if not versions:
+            return
+        env = self.envelope
+        if env.schema_version not in versions:
+            known = ", ".join(str(v) for v in sorted(versions))
+            raise ValueError(f"envelope.schema_version {env.schema_version} is not a version of {self.EVENT_TYPE} "
+                             f"(versions: {known})")
+        payload = getattr(self, "payload", None)
+        if payload is None:
+            return
+        fields = type(payload).model_fields
+        for name in sorted(payload.model_fields_set - versions[env.schema_version]):
+            if name in fields and getattr(payload, name) != fields[name].default:
+                raise ValueError(f"payload.{name} is not a field of {self.EVENT_TYPE} version {env.schema_version}")

@@ -5,15 +5,14 @@ Each event model is registered under its event type and Avro record name (:mod:`
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, Strict, model_validator
 
 from hub.contract.base import ContractModel
 from hub.contract.envelope import ConsentScope, Event, OffenceCategory, SubjectRule
-from hub.contract.fields import Count, Int64, ScbCode, UtcMillis
+from hub.contract.fields import Count, Int64, IsoDate, ScbCode, StrictFlag, UtcMillis
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -32,7 +31,7 @@ class IncidentNoticePayload(ContractModel):
     location_name: str
     gps: str | None = None
     published_at: UtcMillis
-    county_level: bool
+    county_level: StrictFlag
 
 
 class IncidentNotice(Event):
@@ -69,7 +68,7 @@ class MinorSuspectedPayload(ContractModel):
     case_id: NonEmpty
     offence_category: OffenceCategory
     offence_description: str
-    guardian_notified: bool
+    guardian_notified: StrictFlag
 
 
 class MinorSuspected(Event):
@@ -148,7 +147,7 @@ class CitizenPromiseActionPayload(ContractModel):
     promise_id: NonEmpty
     action: str
     category: OffenceCategory
-    action_date: date
+    action_date: IsoDate
     status: str
 
 
@@ -169,7 +168,7 @@ class ReleaseScheduledPayload(ContractModel):
 
     case_id: NonEmpty
     home_municipality_code: ScbCode
-    planned_release_date: date
+    planned_release_date: IsoDate
     institution: str
     needs: list[str]
 
@@ -187,8 +186,8 @@ class ProbationStartedPayload(ContractModel):
     """Probation supervision started."""
 
     case_id: NonEmpty
-    start_date: date
-    end_date: date | None = None
+    start_date: IsoDate
+    end_date: IsoDate | None = None
     supervision_unit: str
 
     @model_validator(mode="after")
@@ -211,7 +210,7 @@ class ProbationEndedPayload(ContractModel):
     """Probation supervision ended."""
 
     case_id: NonEmpty
-    end_date: date
+    end_date: IsoDate
     reason: str
 
 
@@ -268,9 +267,9 @@ class ConsentGivenPayload(ContractModel):
     consent_id: NonEmpty
     scope: ConsentScope
     signed_by: str
-    guardian_consent: bool
-    valid_from: date
-    valid_until: date | None = None
+    guardian_consent: StrictFlag
+    valid_from: IsoDate
+    valid_until: IsoDate | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> ConsentGivenPayload:
@@ -349,7 +348,7 @@ class WatchAreaRegisteredPayload(ContractModel):
     area_name: str
     households: Count | None = None
     contact_count: Count
-    registered_on: date
+    registered_on: IsoDate
 
 
 class WatchAreaRegistered(Event):
@@ -377,7 +376,7 @@ class SafetySurveyResultPayload(ContractModel):
     question: str
     share_feeling_unsafe: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
     respondents: Count
-    year: Annotated[int, Field(ge=1900, le=9999)]
+    year: Annotated[int, Strict(), Field(ge=1900, le=2200)]
 
 
 class SafetySurveyResult(Event):

@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Final
 
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, Strict
 
 INT32_MIN: Final = -(2**31)
 INT32_MAX: Final = 2**31 - 1
@@ -68,20 +68,41 @@ def _scb(code: str) -> str:
     return code
 
 
+EARLIEST: Final = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST: Final = datetime(2200, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+"""The sane range of every contract timestamp: an event in year 999 or 9999 is a typo, not an event (and
+would break ISO-week arithmetic downstream)."""
+
+
 def _utc_millis(value: datetime) -> datetime:
     value = value.astimezone(UTC)
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError("timestamp outside 1900-01-01 .. 2200-12-31")
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def _no_number(value: object) -> object:
+    """A timestamp or date is written as ISO 8601 text: a number (seconds? milliseconds?) or digits-only text
+    would be silently read as seconds since 1970 — refused instead."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and value.strip().lstrip("-").isdigit()):
+        raise ValueError("write an ISO 8601 date or timestamp, not a number")
+    return value
 
 
 MunicipalityCode = Annotated[str, AfterValidator(_served)]
 """A code the hub serves (municipality or county code), per :func:`allowed_municipality_codes`."""
 ScbCode = Annotated[str, AfterValidator(_scb)]
 """Any 4-digit SCB municipality code (e.g. a home municipality outside the county)."""
-UtcMillis = Annotated[AwareDatetime, AfterValidator(_utc_millis)]
-"""A timezone-aware datetime, normalised to UTC and truncated to milliseconds (Avro timestamp-millis)."""
-Int32 = Annotated[int, Field(ge=INT32_MIN, le=INT32_MAX)]
-"""Avro ``int``."""
-Count = Annotated[int, Field(ge=0, le=INT32_MAX)]
-"""A non-negative Avro ``int``."""
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-"""Avro ``long``."""
+UtcMillis = Annotated[AwareDatetime, BeforeValidator(_no_number), AfterValidator(_utc_millis)]
+"""A timezone-aware datetime between 1900 and 2200, normalised to UTC and truncated to milliseconds (Avro
+timestamp-millis); never a number."""
+IsoDate = Annotated[date, BeforeValidator(_no_number)]
+"""A calendar date written as ``YYYY-MM-DD`` (never a number)."""
+Int32 = Annotated[int, Strict(), Field(ge=INT32_MIN, le=INT32_MAX)]
+"""Avro ``int``: a JSON integer only (``"1"``, ``true`` and ``1.0`` are refused, not coerced)."""
+Count = Annotated[int, Strict(), Field(ge=0, le=INT32_MAX)]
+"""A non-negative Avro ``int`` (strict, as :data:`Int32`)."""
+Int64 = Annotated[int, Strict(), Field(ge=INT64_MIN, le=INT64_MAX)]
+"""Avro ``long`` (strict, as :data:`Int32`)."""
+StrictFlag = Annotated[bool, Strict()]
+"""A JSON ``true``/``false`` only (``0``, ``1``, ``"yes"`` are refused, not coerced)."""

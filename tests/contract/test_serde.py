@@ -50,7 +50,9 @@ def youth_activity(**payload: Any) -> YouthActivity:
         "participants_18_24": 3,
         **payload,
     }
-    return YouthActivity.model_validate({"envelope": envelope("kommun.youth_activity"), "payload": data})
+    version = 2 if "participants_girls" in payload else 1  # a v1 event may not carry the v2-only field
+    return YouthActivity.model_validate({"envelope": envelope("kommun.youth_activity", schema_version=version),
+                                         "payload": data})
 
 
 def test_wire_format_header() -> None:
