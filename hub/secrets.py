@@ -7,6 +7,7 @@ setting (never its value) in one line, and the service exits non-zero.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -64,6 +65,11 @@ def _values(settings: HubSettings, name: str) -> Iterable[tuple[str, SecretStr |
             yield f"HUB_PSEUDONYM_KEYS[{receiver}]", key
     elif name == "HUB_KAFKA__PASSWORD":
         yield name, settings.kafka.password
+        path = settings.kafka.password_file
+        if path is not None and settings.kafka.password is None:
+            # A missing file is reported by the client factory, naming the principal.
+            with contextlib.suppress(OSError):
+                yield "HUB_KAFKA__PASSWORD_FILE", SecretStr(path.read_text().strip())
 
 
 def weaknesses(settings: HubSettings, service: str) -> list[Weakness]:

@@ -49,6 +49,17 @@ def test_a_service_with_a_weak_secret_refuses_to_start(service: list[str], env: 
             assert value not in done.stderr + done.stdout
 
 
+def test_a_placeholder_in_the_kafka_password_file_is_refused(tmp_path: object) -> None:
+    from pathlib import Path
+
+    secret = Path(str(tmp_path)) / "worker.password"
+    secret.write_text("CHANGE-ME-worker-password\n")
+    settings = HubSettings(env="production", secret_key=STRONG,  # type: ignore[arg-type]
+                           kafka={"username": "worker", "password_file": secret})  # type: ignore[arg-type]
+    with pytest.raises(WeakSecretError, match="HUB_KAFKA__PASSWORD_FILE still holds the CHANGE-ME placeholder"):
+        require_strong_secrets(settings, "worker")
+
+
 def test_development_mode_allows_the_defaults() -> None:
     require_strong_secrets(HubSettings(env="dev"), "worker")  # no error
     with pytest.raises(WeakSecretError, match="HUB_SECRET_KEY is the built-in development default"):
