@@ -16,6 +16,7 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from hub.contract.fields import allowed_municipality_codes
 from hub.contract.outputs import Deadletter, LagesbildAggregate, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import Counts, WaveRule, check_wave, contribution_key, county_increment
@@ -34,6 +35,8 @@ def increment_problem(increment: object) -> str | None:
     for name in _FIELDS:
         if not isinstance(increment.get(name), str) or not increment[name]:
             return f"{name} missing or not text"
+    if increment["municipality_code"] not in allowed_municipality_codes():
+        return "municipality_code is not one this hub serves"
     week = _WEEK.match(increment["week"])
     if week is None or not 1900 <= int(week.group(1)) <= 2200 or not 1 <= int(week.group(2)) <= 53:
         return "week outside 1900-W01 .. 2200-W53"

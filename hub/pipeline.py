@@ -27,6 +27,7 @@ from hub.audit import AuditChain
 from hub.contract.envelope import Event
 from hub.contract.errors import ContractError
 from hub.contract.events import ConsentGiven, ConsentWithdrawn
+from hub.contract.fields import allowed_municipality_codes
 from hub.contract.outputs import Deadletter, Decision, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
@@ -47,7 +48,8 @@ class Message:
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
+    """None for a null value (a tombstone): never an event, always a dead letter."""
     credential: str | None = None
     """The gateway credential id that sent it (the ``hub-credential`` header), if any."""
 
@@ -156,6 +158,8 @@ class Pipeline:
     # -- stages ----------------------------------------------------------------------------------------
 
     def _intake(self, msg: Message) -> Event:
+        if msg.value is None:
+            raise ContractError("undecodable", "a null value (a tombstone) is not an event")
         record = self.serde.decode(msg.value)
         if not isinstance(record, Event):
             raise ContractError("unknown_event_type", f"{record.SCHEMA_NAME} is not an agency event")
@@ -186,6 +190,12 @@ class Pipeline:
     def _apply(
         self, result: Result, msg: Message, event: Event, plan: Plan, person_key: str | None, now: datetime
     ) -> None:
+        if plan.municipality_code not in allowed_municipality_codes():
+            # e.g. a release to a home municipality outside the county: there is no receiver here to have it.
+            reason = f"municipality {plan.municipality_code} is not served by this hub"
+            metrics.REFUSED.labels(plan.receiver, reason).inc()
+            self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, reason, [], now)
+            return
         verdict = decide(plan, event, self.consents, person_key, now)
         if not verdict.allowed:
             metrics.REFUSED.labels(plan.receiver, verdict.reason or "").inc()
@@ -237,7 +247,7 @@ class Pipeline:
         metrics.DEADLETTERED.labels(reason).inc()
         record = Deadletter(
             reason=ReasonCode(reason), message=redact(message), source_topic=msg.topic,
-            source_partition=msg.partition, source_offset=msg.offset, original=msg.value,
+            source_partition=msg.partition, source_offset=msg.offset, original=msg.value or b"",
             event_id=event_id, at=now,
         )  # fmt: skip
         out = Output(self.topics.deadletter, msg.key, self.serde.encode(record), msg.partition)
