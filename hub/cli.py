@@ -287,12 +287,21 @@ def _topics_create(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
     from hub import identity
-    from hub.kafka.admin import ensure_topics, hub_topics
+    from hub.kafka.admin import TopicCreationError, ensure_topics, hub_topics, replication_below
     from hub.kafka.provision import apply_acls
 
     access = resolve_access(settings, identity.ADMIN)
-    created = asyncio.run(ensure_topics(access, hub_topics(settings), settings.worker.replication_factor))
-    print(f"created {len(created)} topics" if created else "all topics exist")
+    specs, rf = hub_topics(settings), settings.worker.replication_factor
+    try:
+        created = asyncio.run(ensure_topics(access, specs, rf))
+    except TopicCreationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"created {len(created)} topics with replication factor {rf}" if created else "all topics exist")
+    low = asyncio.run(replication_below(access, specs, rf))
+    for name, factor in sorted(low.items()):
+        print(f"warning: {name} has replication factor {factor}, below HUB_WORKER__REPLICATION_FACTOR={rf} "
+              "(Kafka cannot raise it in place: reassign its partitions)", file=sys.stderr)
     change = apply_acls(access, settings)
     print(f"ACLs: {len(change.created)} created, {len(change.deleted)} removed, {change.kept} kept")
     return 0

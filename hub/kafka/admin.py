@@ -54,12 +54,53 @@ async def ensure_topics(kafka: KafkaAccess, specs: list[TopicSpec], replication:
         if missing:
             new = [NewTopic(s.name, s.partitions, replication, topic_configs=s.config) for s in missing]
             try:
-                await admin.create_topics(new)
+                response = await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 log.info("some topics were created concurrently")
+            else:
+                _raise_topic_errors(response, replication)
         return [s.name for s in missing]
     finally:
         await admin.close()
+
+
+class TopicCreationError(RuntimeError):
+    """The broker refused to create a topic; the message names it and the broker's reason."""
+
+
+def _raise_topic_errors(response: object, replication: int) -> None:
+    """aiokafka returns the broker's per-topic errors instead of raising them: a topic that was not created
+    (replication factor above the brokers, no CREATE permission) must not pass silently."""
+    from aiokafka.errors import for_code
+
+    failures = []
+    for entry in getattr(response, "topic_errors", []):
+        topic, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 else None
+        if code not in (0, TopicAlreadyExistsError.errno):
+            failures.append(f"{topic}: {for_code(code).__name__}" + (f" ({message})" if message else ""))
+    if failures:
+        more = f" and {len(failures) - 3} more" if len(failures) > 3 else ""
+        raise TopicCreationError(f"the broker did not create {len(failures)} topic(s) with replication factor "
+                                 f"{replication}: {'; '.join(failures[:3])}{more}")
+
+
+async def replication_below(kafka: KafkaAccess, specs: list[TopicSpec], replication: int) -> dict[str, int]:
+    """Existing topics among ``specs`` whose replication factor is below ``replication`` (name → factor)."""
+    admin = clients.admin(kafka)
+    try:
+        await admin.start()
+        described = await admin.describe_topics([s.name for s in specs])
+    finally:
+        await admin.close()
+    low: dict[str, int] = {}
+    for topic in described:
+        partitions = topic.get("partitions") or []
+        if topic.get("error_code", 0) == 0 and partitions:
+            factor = min(len(p.get("replicas", [])) for p in partitions)
+            if factor < replication:
+                low[topic["topic"]] = factor
+    return low
 
 
 async def last_record(kafka: KafkaAccess, topic: str, partition: int) -> bytes | None:
