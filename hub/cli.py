@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hub.settings import HubSettings, get_settings
 
@@ -304,6 +304,52 @@ def _topics_create(args: argparse.Namespace, settings: HubSettings) -> int:
               "(Kafka cannot raise it in place: reassign its partitions)", file=sys.stderr)
     change = apply_acls(access, settings)
     print(f"ACLs: {len(change.created)} created, {len(change.deleted)} removed, {change.kept} kept")
+    return 0
+
+
+def _topics_show(args: argparse.Namespace, settings: HubSettings) -> int:
+    """Each topic's data class, retention and why; with the broker's actual setting when it is reachable."""
+    from hub.kafka.admin import hub_topics
+
+    specs = hub_topics(settings)
+    actual: dict[str, dict[str, str]] = {}
+    if not args.offline:
+        from hub import identity
+        from hub.kafka.topic_config import current_configs
+
+        actual = current_configs(resolve_access(settings, identity.ADMIN), [s.name for s in specs])
+    rows: list[dict[str, Any]] = []
+    for spec in specs:
+        r = spec.retention
+        assert r is not None  # noqa: S101 - every hub topic has a retention
+        have = actual.get(spec.name)
+        rows.append({"topic": spec.name, "class": r.data_class, "retention": r.shown, "retention_ms": r.retention_ms,
+                     "compacted": r.compacted, "why": r.why,
+                     "on_broker": None if have is None else have, "as_configured": (
+                         None if have is None else all(have.get(k) == v for k, v in spec.config.items()))})
+    if args.json:
+        _print_json(rows)
+        return 0
+    width = max(len(r["topic"]) for r in rows)
+    for row in rows:
+        flag = "" if row["as_configured"] in (None, True) else "   ← differs on the broker: run `hub topics apply`"
+        print(f"{row['topic']:<{width}}  {row['class']:<10}  {row['retention']:<26}  {row['why']}{flag}")
+    return 0
+
+
+def _topics_apply(args: argparse.Namespace, settings: HubSettings) -> int:
+    """Correct the retention (and cleanup policy) of existing topics to what their purpose allows."""
+    from hub import identity
+    from hub.kafka.admin import hub_topics
+    from hub.kafka.topic_config import apply_corrections, corrections, current_configs
+
+    access = resolve_access(settings, identity.ADMIN)
+    specs = hub_topics(settings)
+    fixes = corrections(specs, current_configs(access, [s.name for s in specs]))
+    apply_corrections(access, fixes)
+    for fix in fixes:
+        print(f"{fix.topic}: {fix.key} {fix.was} -> {fix.now}")
+    print(f"{len(fixes)} setting(s) corrected" if fixes else "every topic is as configured")
     return 0
 
 
@@ -631,6 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tp = sub.add_parser("topics", help="the hub's topics")
     tsub = tp.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    tshow = tsub.add_parser("show", help="each topic's data class, retention and why (and the broker's setting)")
+    tshow.add_argument("--json", action="store_true")
+    tshow.add_argument("--offline", action="store_true", help="only the configured policy; no broker needed")
+    tshow.set_defaults(handler=_topics_show)
+    tsub.add_parser("apply", help="correct the retention of existing topics to the configured policy (as admin)"
+                    ).set_defaults(handler=_topics_apply)
     tsub.add_parser("create", help="create every hub topic that does not exist yet and apply the ACLs (as admin)"
                     ).set_defaults(
         handler=_topics_create

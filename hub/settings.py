@@ -44,6 +44,21 @@ class LocalKafkaSettings(BaseModel):
     """Default partition count for topics the broker auto-creates or the hub creates."""
 
 
+class RetentionSettings(BaseModel):
+    """How long topics keep what they hold, by data class (``HUB_RETENTION__*``; ``hub topics show``)."""
+
+    agency_days: float = 365.0
+    """Agency topics (source events, personal data): long enough to reprocess a year (repair, rebuild)."""
+    personal_delivery_days: float = 90.0
+    """Inboxes of receivers that get personal data (``sig``, ``socialtjanst``)."""
+    aggregate_delivery_days: float = 730.0
+    """Inboxes with aggregates and public notices only (two years of lägesbild comparisons)."""
+    deadletter_days: float = 30.0
+    """``hub.deadletter``: the original bytes of bad input, for repair."""
+    increment_days: float = 7.0
+    """``hub.lagesbild``: count increments between the worker's stages."""
+
+
 class KafkaSettings(BaseModel):
     """How every Kafka client of this process connects and as whom (``HUB_KAFKA__*``); see docs/security.md.
 
@@ -207,6 +222,7 @@ class HubSettings(BaseSettings):
     """Git-ignored folder for local runtime state (broker, checkpoints, worker tables)."""
     local_kafka: LocalKafkaSettings = Field(default_factory=LocalKafkaSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     schemas_dir: Path = Field(default_factory=lambda: REPO_ROOT / "schemas")
     """The Avro schemas (the contract)."""

@@ -9,8 +9,10 @@ from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from hub import retention
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
+from hub.retention import Retention
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
 from hub.topics import Topics
@@ -23,24 +25,30 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    retention: Retention | None = None
+    """Its data class, retention and why (the hub's own topics); the enforcing keys are in ``config``."""
+
+
+def _spec(name: str, partitions: int, retention: Retention) -> TopicSpec:
+    return TopicSpec(name, partitions, retention.config, retention)
 
 
 def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
-    """Every topic the hub reads or writes, with partitions and configuration."""
+    """Every topic the hub reads or writes, with partitions and its retention by purpose (:mod:`hub.retention`)."""
     n = settings.topic_partitions
     topics = Topics(settings.topic_namespace)
-    forever = {"retention.ms": "-1"}
-    specs = [TopicSpec(t, n) for t in topics.sources(settings.municipality_codes)]
+    policy = settings.retention
+    specs = [_spec(t, n, retention.agency(policy)) for t in topics.sources(settings.municipality_codes)]
     specs += [
-        TopicSpec(topics.audit, n, forever),
-        TopicSpec(topics.deadletter, n, forever),
-        TopicSpec(topics.lagesbild, n),
-        TopicSpec(topics.lagesbild_state, n, {"cleanup.policy": "compact"}),
-        TopicSpec(topics.consent, n, {"cleanup.policy": "compact"}),
-        TopicSpec(topics.schemas, 1, {"cleanup.policy": "compact"}),
+        _spec(topics.audit, n, retention.audit()),
+        _spec(topics.deadletter, n, retention.deadletter(policy)),
+        _spec(topics.lagesbild, n, retention.increments(policy)),
+        _spec(topics.lagesbild_state, n, retention.state("the lägesbild's counted events (no personal data)")),
+        _spec(topics.consent, n, retention.state("consent per person key, scope and municipality")),
+        _spec(topics.schemas, 1, retention.state("every schema version")),
     ]
     codes = [*settings.municipality_codes, settings.county_code]
-    specs += [TopicSpec(topics.deliver(r, c), 2) for r in RECEIVERS for c in codes]
+    specs += [_spec(topics.deliver(r, c), 2, retention.delivery(policy, r)) for r in RECEIVERS for c in codes]
     return specs
 
 
