@@ -197,18 +197,25 @@ def _schemas_check(args: argparse.Namespace, settings: HubSettings) -> int:
 def _schemas_docs(args: argparse.Namespace, settings: HubSettings) -> int:
     from pathlib import Path
 
+    from connectors.gateway.openapi import is_up_to_date as openapi_is_up_to_date
+    from connectors.gateway.openapi import write_openapi
     from hub.contract.docs import is_up_to_date, write_events_md
     from hub.contract.registry import SchemaRegistry
 
     registry = SchemaRegistry(settings.schemas_dir)
     path = Path(args.output) if args.output else settings.schemas_dir.parent / "docs" / "events.md"
+    openapi = path.parent / "ingest-openapi.json"
     if args.check:
-        if is_up_to_date(registry, path):
-            print(f"{path} is up to date")
-            return 0
-        print(f"{path} is out of date; run `hub schemas docs`", file=sys.stderr)
-        return 1
+        stale = [p for p, ok in ((path, is_up_to_date(registry, path)), (openapi, openapi_is_up_to_date(openapi)))
+                 if not ok]
+        for p in stale:
+            print(f"{p} is out of date; run `hub schemas docs`", file=sys.stderr)
+        if not stale:
+            print(f"{path} and {openapi} are up to date")
+        return 1 if stale else 0
     print(f"{'wrote' if write_events_md(registry, path) else 'unchanged'} {path}")
+    write_openapi(openapi)
+    print(f"wrote {openapi}")
     return 0
 
 
@@ -218,7 +225,7 @@ def _add_schemas_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     chk = ssub.add_parser("check", help="BACKWARD-transitive compatibility of every schema (exit 1 if not)")
     chk.add_argument("--json", action="store_true", help="the incompatibilities as one JSON list")
     chk.set_defaults(handler=_schemas_check)
-    docs = ssub.add_parser("docs", help="regenerate docs/events.md from the schemas")
+    docs = ssub.add_parser("docs", help="regenerate docs/events.md and docs/ingest-openapi.json from the contract")
     docs.add_argument("--check", action="store_true", help="only check; exit 1 when out of date")
     docs.add_argument("--output", help="file to write (default: docs/events.md beside schemas/)")
     docs.set_defaults(handler=_schemas_docs)
@@ -711,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--new-token", metavar="UNIT",
                      help="print a new token of one source unit (polisen, kriminalvarden, kommun-1381, ...) and its "
                           "HUB_INGEST__TOKENS entry, then exit")
-    ing.add_argument("--expires", metavar="ISO8601", help="expiry for --new-token")
+    ing.add_argument("--expires", metavar="ISO8601", help="expiry for --new-token (default: 90 days from now)")
     ing.set_defaults(handler=_ingest)
 
     wb = sub.add_parser("web", help="the coordinators' and operators' web app (inbox, lägesbild, operations)")

@@ -109,6 +109,12 @@ class IngestSettings(BaseModel):
     """Deepest JSON nesting accepted in one event (400 above)."""
     max_in_flight: int = 10000
     """Events sent to Kafka but not yet acknowledged; at or above it a request gets 429."""
+    max_in_flight_per_unit: int | None = None
+    """Events one source unit may have awaiting acknowledgement (429 for that unit only, others are served);
+    unset: half of ``max_in_flight``."""
+    tokens_file: Path | None = None
+    """A JSON file of more token entries (the shape of ``tokens``), re-read within a second when it changes:
+    credentials are added and revoked without a restart (docs/ingest.md)."""
     ack_timeout_s: float = 10.0
     """How long a request waits for the broker to acknowledge its events (503 after)."""
     retry_after_s: int = 1

@@ -10,9 +10,16 @@ to the unit's own topic (``agency.kommun.1381.events``), each record with the Ka
 can say who sent it. The gateway connects to Kafka as the principal ``gateway``.
 
 An event is acknowledged (listed under ``accepted`` in a 202) only after the broker acknowledged it
-(``acks="all"``). Nothing here logs or returns input values: log lines carry line numbers, event ids,
-field paths and status codes; error messages come from the contract's validation (which hides input)
-and are scrubbed of anything shaped like a personnummer as a second line of defence.
+(``acks="all"``). Events sent and not yet acknowledged are limited in total (``max_in_flight``) and per
+source unit (half of it by default, :func:`per_unit_limit`): a unit at its share gets 429 with
+``Retry-After`` while the others are still served. Credentials come from ``HUB_INGEST__TOKENS`` and, when
+given, a tokens file re-read when it changes (:class:`connectors.gateway.auth.Authenticator`). A request
+aiohttp cannot parse (a NUL byte in a header) is logged as one WARNING line, without a traceback
+(:class:`QuietMalformedRequests`). The guide for agencies' developers is ``docs/ingest.md``.
+
+Nothing here logs or returns input values: log lines carry line numbers, event ids, field paths and
+status codes; error messages come from the contract's validation (which hides input) and are scrubbed of
+anything shaped like a personnummer as a second line of defence.
 """
 
 from __future__ import annotations
@@ -24,11 +31,16 @@ import logging
 import re
 import sys
 import time
+from collections import Counter as Tally
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cache
+from pathlib import Path
+from types import UnionType
+from typing import Annotated, Any, Protocol, Union, get_args, get_origin
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel, ValidationError
@@ -65,6 +77,9 @@ JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})
 _PNR_LIKE = re.compile(r"\d{6}(?:\d{2})?[-+]?\d{4}")
 _MAX_ERRORS = 20
+PER_UNIT_SHARE = 2
+"""By default a source unit may have at most ``max_in_flight // PER_UNIT_SHARE`` events awaiting
+acknowledgement: one sender at its limit leaves (at least) half of the gateway to the others."""
 
 
 Headers = list[tuple[str, bytes]]
@@ -103,6 +118,42 @@ def foreign_municipality(unit: SourceUnit, event: Event) -> tuple[str, str] | No
     for path, code in named_municipalities(event):
         if code != unit.municipality:
             return path, code
+    return None
+
+
+@cache
+def number_fields(model: type[Event]) -> frozenset[str]:
+    """The payload fields of an event model typed ``float`` (``leader_hours``, ``share_feeling_unsafe``)."""
+    payload = model.model_fields.get("payload")
+    payload_model = payload.annotation if payload is not None else None
+    if not (isinstance(payload_model, type) and issubclass(payload_model, BaseModel)):
+        return frozenset()
+    return frozenset(name for name, f in payload_model.model_fields.items() if float in _plain_types(f.annotation))
+
+
+def _plain_types(annotation: Any) -> set[Any]:
+    """The types an annotation admits, through ``Annotated`` and unions (``Annotated[float, ...] | None``
+    → ``{float, NoneType}``)."""
+    if get_origin(annotation) is Annotated:
+        return _plain_types(get_args(annotation)[0])
+    args = get_args(annotation)
+    if args and get_origin(annotation) in (Union, UnionType):
+        return set().union(*(_plain_types(a) for a in args))
+    return {annotation}
+
+
+def not_a_number(model: type[Event], data: dict[str, Any]) -> str | None:
+    """The first payload field typed ``float`` whose JSON value is not a number (``true``, ``"1.5"``), or None.
+
+    The contract's float fields still take what pydantic coerces (a boolean, numeric text); the gateway
+    refuses that as it refuses any other wrong JSON type, instead of storing ``true`` as 1.0."""
+    payload = data.get("payload")
+    if not isinstance(payload, dict):
+        return None
+    for name in sorted(number_fields(model)):
+        value = payload.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return name
     return None
 
 
@@ -169,20 +220,76 @@ def _unauthorized(result: AuthResult) -> web.Response:
     return _error(401, message, {"WWW-Authenticate": challenge})
 
 
+class QuietMalformedRequests(logging.Filter):
+    """aiohttp logs every request it cannot parse (a NUL byte in a header, a bad request line) at ERROR with
+    a traceback. That is the client's mistake, not the gateway's: this filter on ``aiohttp.server`` turns
+    each into one WARNING line naming the kind of problem — without the traceback and without the
+    request's bytes (aiohttp's message quotes them); what aiohttp logs lower (a first request that is not
+    HTTP at all, at DEBUG) keeps its level. Other records pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            lines = str(exc.message or "").strip().splitlines()
+            what = scrub(lines[0].strip().rstrip(":"))[:80] if lines else type(exc).__name__
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            if record.levelno > logging.WARNING:  # never raised: aiohttp logs non-HTTP traffic at DEBUG
+                record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.msg = "malformed HTTP request from %s refused with %s: %s (%s)"
+            record.args = (remote, exc.code, what, type(exc).__name__)
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def quiet_malformed_requests() -> None:
+    """Install :class:`QuietMalformedRequests` on aiohttp's server logger (once per process)."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, QuietMalformedRequests) for f in logger.filters):
+        logger.addFilter(QuietMalformedRequests())
+
+
+def per_unit_limit(max_in_flight: int, configured: int | None = None) -> int:
+    """Events one source unit may have awaiting acknowledgement: ``configured`` when set, else
+    ``max_in_flight // PER_UNIT_SHARE`` (at least 1, so a small gateway still serves everyone)."""
+    if configured is not None:
+        return configured
+    return max(1, max_in_flight // PER_UNIT_SHARE)
+
+
 class Gateway:
     """The state behind one application: producer, authenticator, limits, metrics.
 
-    Raises ValueError for a bad ``HUB_INGEST__TOKENS`` (a key that is not a served source unit, a malformed
-    entry, one token for two units) and, when it must make its own producer, KafkaAccessError when this
-    process has no credentials for the principal ``gateway``: both at start, before anything listens.
+    ``tokens_file`` (default: the setting ``ingest.tokens_file`` once it exists) is a JSON file of more
+    token entries, re-read when it changes; ``max_in_flight_per_unit`` (default: the setting
+    ``ingest.max_in_flight_per_unit`` once it exists, else half of ``max_in_flight``) caps each source
+    unit's events awaiting acknowledgement; ``tokens_check_interval_s``: how often the file is looked at.
+
+    Raises ValueError for a bad ``HUB_INGEST__TOKENS`` or tokens file (a key that is not a served source
+    unit, a malformed entry, one token for two units, a missing file) and, when it must make its own
+    producer, KafkaAccessError when this process has no credentials for the principal ``gateway``: both at
+    start, before anything listens.
     """
 
     def __init__(
-        self, settings: HubSettings, producer: GatewayProducer | None, registry: CollectorRegistry | None
-    ) -> None:
+        self, settings: HubSettings, producer: GatewayProducer | None, registry: CollectorRegistry | None,
+        *, tokens_file: Path | None = None, max_in_flight_per_unit: int | None = None,
+        tokens_check_interval_s: float = 1.0,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.ingest = settings.ingest
-        self.auth = Authenticator(settings.ingest.tokens, settings.municipality_codes)
+        # Settings fields to come (hub/settings.py): read them when they exist, so nothing here changes then.
+        tokens_file = tokens_file if tokens_file is not None else self.ingest.tokens_file
+        self.auth = Authenticator(settings.ingest.tokens, settings.municipality_codes,
+                                  tokens_file=Path(tokens_file) if tokens_file is not None else None,
+                                  check_interval_s=tokens_check_interval_s)
+        self.auth.warn_without_expiry()
+        self.max_in_flight_per_unit = per_unit_limit(
+            self.ingest.max_in_flight,
+            max_in_flight_per_unit if max_in_flight_per_unit is not None
+            else self.ingest.max_in_flight_per_unit,
+        )
+        self.in_flight_by_unit: Tally[SourceUnit] = Tally()
+        self._openapi: asyncio.Task[dict[str, Any]] | None = None
         self.serde = Serde()
         self.pseudonymiser = Pseudonymiser(settings)
         self.topics = Topics(settings.topic_namespace)
@@ -279,7 +386,10 @@ class Gateway:
         return prometheus_response(self.metrics.registry)
 
     async def openapi(self, request: web.Request) -> web.Response:
-        return web.json_response(openapi_document(self.ingest))
+        if self._openapi is None:  # generated once per process, beside the loop: it takes a second or so
+            codes = [*self.settings.municipality_codes, self.settings.county_code]
+            self._openapi = asyncio.create_task(asyncio.to_thread(openapi_document, self.ingest, codes))
+        return web.json_response(await asyncio.shield(self._openapi))
 
     # -- POST /v1/events ------------------------------------------------------------------------------------
 
@@ -294,6 +404,11 @@ class Gateway:
             return _error(503, "not connected to Kafka yet", retry)
         if self.in_flight >= self.ingest.max_in_flight:
             return _error(429, "too many events awaiting acknowledgement; retry later", retry)
+        if self.in_flight_by_unit[unit] >= self.max_in_flight_per_unit:
+            log.debug("ingest %s: at its limit of %d events awaiting acknowledgement -> 429",
+                      unit, self.max_in_flight_per_unit)
+            return _error(429, f"{unit} has {self.max_in_flight_per_unit} or more events awaiting "
+                               "acknowledgement; retry later", retry)
         ctype = request.content_type
         if ctype not in JSON_TYPES | NDJSON_TYPES:
             return _error(415, "Content-Type must be application/json or application/x-ndjson")
@@ -323,7 +438,7 @@ class Gateway:
                 else:
                     ready.append(outcome)
 
-        acked, unacked, too_large = await self._produce(ready) if ready else ([], [], [])
+        acked, unacked, too_large = await self._produce(unit, ready) if ready else ([], [], [])
         for item in unacked:
             rejected.append(Rejection(item.line, 503, [{"path": None, "message":
                                                         "not acknowledged by Kafka in time; retry"}]))
@@ -381,8 +496,14 @@ class Gateway:
         if model is None or not issubclass(model, Event):
             return Rejection(line.number, 422, [{"path": "envelope.event_type", "message":
                                                  "unknown event type"}])
-        spoofed = envelope.get("source_agency") != agency
-        if spoofed:
+        wrong = not_a_number(model, data)
+        if wrong is not None:
+            return Rejection(line.number, 422, [{"path": f"payload.{wrong}", "message":
+                                                 "Input should be a JSON number"}])
+        # Whatever envelope.source_agency says (any JSON value, or nothing), the unit's agency is the source;
+        # a claim of another one is corrected and counted, a missing one just filled in.
+        spoofed = "source_agency" in envelope and envelope["source_agency"] != agency
+        if envelope.get("source_agency") != agency:
             data = {**data, "envelope": {**envelope, "source_agency": agency}}
         try:
             event = model.model_validate(data)
@@ -414,7 +535,9 @@ class Gateway:
         return Accepted(line.number, event, self.topics.unit(unit), event_key(event, self.pseudonymiser),
                         value, headers, spoofed)
 
-    async def _produce(self, items: list[Accepted]) -> tuple[list[Accepted], list[Accepted], list[Accepted]]:
+    async def _produce(
+        self, unit: SourceUnit, items: list[Accepted]
+    ) -> tuple[list[Accepted], list[Accepted], list[Accepted]]:
         """Send in order, wait for acknowledgements until ``ack_timeout_s``: (acked, not acked, too large).
 
         An event larger than Kafka takes (the producer's or the broker's limit) is "too large": answered
@@ -425,7 +548,7 @@ class Gateway:
             return [], list(items), []
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ingest.ack_timeout_s
-        self._add_in_flight(len(items))
+        self._add_in_flight(unit, len(items))
         futures: list[asyncio.Future[Any] | None] = []  # None: refused by the producer as too large
         started = time.perf_counter()
         try:
@@ -440,10 +563,10 @@ class Gateway:
             log.warning("ingest: %d of %d events could not be sent (%s)",
                         len(items) - len(futures), len(items), type(exc).__name__)
         sent = [f for f in futures if f is not None]
-        self._add_in_flight(-(len(items) - len(sent)))
+        self._add_in_flight(unit, -(len(items) - len(sent)))
 
         def done(fut: asyncio.Future[Any]) -> None:
-            self._add_in_flight(-1)
+            self._add_in_flight(unit, -1)
             if not fut.cancelled() and fut.exception() is None:
                 self.metrics.latency.observe(time.perf_counter() - started)
 
@@ -466,8 +589,11 @@ class Gateway:
                 (too_large if isinstance(future.exception(), MessageSizeTooLargeError) else unacked).append(item)
         return acked, unacked, too_large
 
-    def _add_in_flight(self, n: int) -> None:
+    def _add_in_flight(self, unit: SourceUnit, n: int) -> None:
         self.in_flight += n
+        self.in_flight_by_unit[unit] += n
+        if self.in_flight_by_unit[unit] <= 0:
+            del self.in_flight_by_unit[unit]
         self.metrics.in_flight.set(self.in_flight)
 
 
@@ -479,16 +605,22 @@ def create_app(
     producer: GatewayProducer | None = None,
     *,
     registry: CollectorRegistry | None = None,
+    tokens_file: Path | None = None,
+    max_in_flight_per_unit: int | None = None,
+    tokens_check_interval_s: float = 1.0,
 ) -> web.Application:
     """The ingest application.
 
     Without ``producer`` the application starts its own idempotent ``acks="all"`` producer as the principal
     ``gateway`` (retrying until Kafka answers) and stops it on cleanup; a given producer is used as is
     (started and stopped by the caller; its ``send`` must take ``headers``). Metrics go to ``registry``
-    (a fresh one by default). A bad configuration raises ValueError or KafkaAccessError (see :class:`Gateway`).
+    (a fresh one by default). ``tokens_file``, ``max_in_flight_per_unit`` and ``tokens_check_interval_s``
+    go to :class:`Gateway`. A bad configuration raises ValueError or KafkaAccessError (see :class:`Gateway`).
     """
     protect_kafka_logs()
-    gateway = Gateway(settings, producer, registry)
+    quiet_malformed_requests()
+    gateway = Gateway(settings, producer, registry, tokens_file=tokens_file,
+                      max_in_flight_per_unit=max_in_flight_per_unit, tokens_check_interval_s=tokens_check_interval_s)
     # The body limit is enforced by the handler (413 as JSON); aiohttp's own limit is only a backstop.
     app = web.Application(middlewares=[gateway.count_requests],
                           client_max_size=settings.ingest.max_body_bytes + 1024)

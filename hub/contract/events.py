@@ -320,7 +320,7 @@ class YouthActivityPayload(ContractModel):
     participants: Count
     participants_13_17: Count
     participants_18_24: Count
-    leader_hours: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    leader_hours: Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)] | None = None
     participants_girls: Count | None = None
 
     @model_validator(mode="after")
@@ -374,7 +374,7 @@ class SafetySurveyResultPayload(ContractModel):
 
     survey_id: NonEmpty
     question: str
-    share_feeling_unsafe: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+    share_feeling_unsafe: Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
     respondents: Count
     year: Annotated[int, Strict(), Field(ge=1900, le=2200)]
 

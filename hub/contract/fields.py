@@ -22,7 +22,7 @@ INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 
 _allowed: ContextVar[frozenset[str] | None] = ContextVar("allowed_municipality_codes", default=None)
-_SCB: Final = re.compile(r"^\d{4}$")
+_SCB: Final = re.compile(r"^\d{4}$", re.ASCII)
 
 
 def allowed_municipality_codes() -> frozenset[str]:

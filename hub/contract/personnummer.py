@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Final
 
-_LONG: Final = re.compile(r"^(\d{8})-?(\d{4})$")
-_SHORT: Final = re.compile(r"^(\d{6})([-+]?)(\d{4})$")
+_LONG: Final = re.compile(r"^(\d{8})-?(\d{4})$", re.ASCII)  # ASCII digits only: "١٢..." is no personnummer
+_SHORT: Final = re.compile(r"^(\d{6})([-+]?)(\d{4})$", re.ASCII)
 SHAPED: Final = re.compile(r"(?<!\d)(?:\d{8}|\d{6})[-+]?\d{4}(?!\d)")
 """A personnummer-shaped number anywhere in a text (check digit not checked): what logs redact."""
 
