@@ -5,8 +5,10 @@
     .venv/bin/python -m bench --smoke --runs 1 --output /tmp/b.md   # tiny sizes (the test suite's smoke run)
     .venv/bin/python -m bench --work /tmp/bench-logs ...   # keep the hub processes' state and logs there
 
-Uses the cluster in ``HUB_KAFKA_BOOTSTRAP`` if set; otherwise starts the local broker as ``hub kafka up``
-does (and stops it afterwards if it was not running before). Benchmarks: serde, ingest, worker, e2e,
+Uses the cluster in ``HUB_KAFKA_BOOTSTRAP`` if set (``HUB_KAFKA__CA_FILE`` and ``HUB_KAFKA__CREDENTIALS_DIR``
+say how to reach it: the benchmark connects as ``admin``, its hub processes as their own principals);
+otherwise starts the local, secured broker as ``hub kafka up`` does (and stops it afterwards if it was not
+running before). Benchmarks: serde, ingest, worker, e2e,
 recovery (see each ``bench/bench_<name>.py``, also runnable alone). Prints a table — figure, median of the
 runs, each run, target, met? — and writes it to ``--output`` (default docs/benchmarks.md) with the machine,
 the date and bench/NOTES.md. A partial (``--only``) or ``--smoke`` run writes a file only when ``--output``
@@ -44,6 +46,7 @@ from bench.report import (
     rows_by_section,
 )
 from bench.rss import PeakRss, pid_listening_on, self_peak_mib
+from bench.support import local_security_env
 from hub.kafka.local import broker_from_settings
 from hub.settings import HubSettings
 
@@ -254,7 +257,8 @@ def kafka() -> Iterator[tuple[str, int | None, str]]:
           else f"using the running local broker in {broker.home}", file=sys.stderr, flush=True)  # fmt: skip
     bootstrap = broker.up()
     try:
-        yield bootstrap, broker.pid(), f"Apache Kafka {broker.version} (single KRaft node, `hub kafka up`)"
+        with local_security_env(broker):  # its CA and credentials for the benchmark and its hub processes
+            yield bootstrap, broker.pid(), f"Apache Kafka {broker.version} (single KRaft node, `hub kafka up`)"
     finally:
         if started:
             broker.down()

@@ -3,11 +3,12 @@
 Per run, in a fresh topic namespace on one broker (``--bootstrap``, else ``HUB_KAFKA_BOOTSTRAP``, else a
 LocalBroker in a temporary folder):
 
-1. ``hub worker`` and ``hub ingest`` start as child processes (each agency with its own bearer token,
-   configured hashed through ``HUB_INGEST__TOKENS``, as ``hub demo`` does) and are awaited on ``/ready``;
+1. ``hub worker`` and ``hub ingest`` start as child processes (each source unit — the police, the prison
+   service, every municipality — with its own bearer token, configured hashed through ``HUB_INGEST__TOKENS``,
+   as ``hub demo`` does) and are awaited on ``/ready``;
 2. realistic traffic from the simulator (``connectors.simulator``: police incidents, minors' notices,
    consents, releases, youth activities, ...) is offered for ``--duration`` s at ``--rate`` events/s: every
-   ``--tick`` s the events due so far are posted as one NDJSON request per agency, like an agency system
+   ``--tick`` s the events due so far are posted as one NDJSON request per source unit, like an agency system
    that sends what it has;
 3. a consumer reads every ``deliver.<receiver>.<kommunkod>`` topic; for each ``hub.delivery`` its latency
    is the time from posting its event to reading the delivery (an event delivered to three receivers
@@ -48,25 +49,41 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.rss import PeakRss
-from bench.support import hub_env, percentile, spawn_hub, standalone_broker, stop, wait_http_ok
+from bench.support import (
+    bench_settings,
+    hub_env,
+    percentile,
+    provision,
+    spawn_hub,
+    standalone_broker,
+    stop,
+    wait_http_ok,
+)
 from connectors.gateway.auth import hash_token
 from connectors.simulator.generate import Simulator, replay_start
+from hub.contract.envelope import Event
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
-from hub.kafka.admin import ensure_topics, hub_topics
+from hub.identity import PER_MUNICIPALITY, SourceUnit, source_units
+from hub.kafka import clients
 from hub.kafka.local import free_port
 from hub.rules.receivers import RECEIVERS
-from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 
 DELIVERY = "se.samverkan.hub.Delivery"
-Prepared = list[tuple[str, str, str]]  # (agency, event id, JSON document)
+Prepared = list[tuple[str, str, str]]  # (source unit, event id, JSON document)
+
+
+def unit_of(event: Event) -> str:
+    """The source unit that posts ``event``: its agency, or ``kommun-<code>`` for a municipality's event."""
+    agency = event.envelope.source_agency.value
+    return SourceUnit(agency, event.envelope.municipality_code if agency in PER_MUNICIPALITY else None).name
 
 
 def prepare_events(n: int, seed: int = 8) -> Prepared:
     """``n`` simulated events as JSON, replaying the recent past (simulated time ends about now)."""
     start = replay_start(datetime.now(UTC), n, 1.0)
-    return [(e.envelope.source_agency.value, str(e.envelope.event_id), e.model_dump_json())
+    return [(unit_of(e), str(e.envelope.event_id), e.model_dump_json())
             for e in Simulator(seed, start).events(n)]  # fmt: skip
 
 
@@ -95,8 +112,8 @@ class Offer:
         self.failed_requests = 0
         self.statuses: dict[int, int] = defaultdict(int)
 
-    async def _post(self, http: aiohttp.ClientSession, agency: str, chunk: list[tuple[str, str]]) -> None:
-        headers = {"Authorization": f"Bearer {self.tokens[agency]}", "Content-Type": "application/x-ndjson"}
+    async def _post(self, http: aiohttp.ClientSession, unit: str, chunk: list[tuple[str, str]]) -> None:
+        headers = {"Authorization": f"Bearer {self.tokens[unit]}", "Content-Type": "application/x-ndjson"}
         at = time.perf_counter()
         for event_id, _ in chunk:
             self.sent_at[event_id] = at
@@ -118,10 +135,10 @@ class Offer:
         while i < n:
             due = min(n, int((time.perf_counter() - start) * rate) + 1)
             if due > i:
-                by_agency: dict[str, list[tuple[str, str]]] = defaultdict(list)
-                for agency, event_id, doc in self.events[i:due]:
-                    by_agency[agency].append((event_id, doc))
-                posts += [asyncio.create_task(self._post(http, a, c)) for a, c in by_agency.items()]
+                by_unit: dict[str, list[tuple[str, str]]] = defaultdict(list)
+                for unit, event_id, doc in self.events[i:due]:
+                    by_unit[unit].append((event_id, doc))
+                posts += [asyncio.create_task(self._post(http, u, c)) for u, c in by_unit.items()]
                 self.posted += due - i
                 i = due
             if i < n:
@@ -151,10 +168,10 @@ async def run(bootstrap: str, work: Path, *, rate: float = 1000.0, duration: flo
     ns = f"benche2e{uuid.uuid4().hex[:6]}."
     state = work / ns.rstrip(".")
     state.mkdir(parents=True)
-    settings = HubSettings(kafka_bootstrap=bootstrap, topic_namespace=ns, state_dir=state)
+    settings = bench_settings(bootstrap, ns, state)
     topics = Topics(ns)
-    await ensure_topics(bootstrap, hub_topics(settings))
-    tokens = {a: secrets.token_urlsafe(24) for a in AGENCIES}
+    kafka = await provision(settings)
+    tokens = {u.name: secrets.token_urlsafe(24) for u in source_units(settings.municipality_codes)}
     worker_port, ingest_port = free_port(), free_port()
     env = hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(worker_port), HUB_INGEST__PORT=str(ingest_port),
                   HUB_INGEST__TOKENS=json.dumps({a: [hash_token(t)] for a, t in tokens.items()}))  # fmt: skip
@@ -164,8 +181,8 @@ async def run(bootstrap: str, work: Path, *, rate: float = 1000.0, duration: flo
     rss.watch("worker", worker.pid)
     rss.watch("gateway", gateway.pid)
     codes = [*settings.municipality_codes, settings.county_code]
-    consumer = AIOKafkaConsumer(*[topics.deliver(r, c) for r in RECEIVERS for c in codes], bootstrap_servers=bootstrap,
-                                group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=20)  # fmt: skip
+    consumer = clients.consumer(kafka, *[topics.deliver(r, c) for r in RECEIVERS for c in codes],
+                                auto_offset_reset="earliest", fetch_max_wait_ms=20)  # fmt: skip
     arrivals: list[tuple[str, float]] = []
     reader: asyncio.Task[None] | None = None
     try:

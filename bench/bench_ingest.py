@@ -9,6 +9,10 @@ and measures:
 * latency: single events offered at ``--rate`` events/s for ``--duration`` s; the time from sending the
   HTTP request to the event being readable on the agency topic (p50/p99).
 
+The events are youth activities of the six municipalities, each posted with its own municipality's token
+(``kommun-1381`` ...) to its own topic (``agency.kommun.1381.events`` ...); the gateway produces as its
+principal ``gateway``, the latency reader reads as ``admin``.
+
 Every figure is the median of ``--runs`` runs. Acks are ``acks="all"`` (idempotent producer). ``run()`` is
 one run, returning the figures as a dict (``python -m bench`` calls it).
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -32,26 +37,30 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.support import standalone_broker
+from bench.support import bench_settings, provision, standalone_broker
 from connectors.gateway import create_app, hash_token
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import free_port
-from hub.settings import HubSettings, IngestSettings
+from hub.settings import IngestSettings
+from hub.topics import Topics
 
-TOKEN = "bench-token"  # noqa: S105 - a benchmark's throwaway token
 CODES = ("1315", "1380", "1381", "1382", "1383", "1384")
+TOKENS = {code: f"bench-token-{code}" for code in CODES}
+"""One throwaway token per municipality (source unit ``kommun-<code>``): a municipality posts only its own events."""
 
 
 def event_doc(i: int) -> dict[str, Any]:
     now = datetime.now(UTC).isoformat()
     return {
         "envelope": {
-            "event_id": str(uuid.uuid4()), "event_type": "kommun.youth_activity", "schema_version": 1,
+            "event_id": str(uuid.uuid4()), "event_type": "kommun.youth_activity", "schema_version": 2,
             "source_agency": "kommun", "source_unit": "fritid", "municipality_code": CODES[i % len(CODES)],
             "area": None, "occurred_at": now, "recorded_at": now, "subject": None, "data_class": "aggregated",
         },
@@ -62,18 +71,24 @@ def event_doc(i: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-HEADERS_JSON = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-HEADERS_NDJSON = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+def headers(code: str, ndjson: bool = False) -> dict[str, str]:
+    """The request headers of municipality ``code``'s system: its own token."""
+    return {"Authorization": f"Bearer {TOKENS[code]}",
+            "Content-Type": "application/x-ndjson" if ndjson else "application/json"}  # fmt: skip
+
+
+def code_of(i: int) -> str:
+    return CODES[i % len(CODES)]
 
 
 async def single_mode(session: aiohttp.ClientSession, url: str, n: int, concurrency: int) -> float:
-    bodies = [json.dumps(event_doc(i)) for i in range(n)]
+    bodies = [(code_of(i), json.dumps(event_doc(i))) for i in range(n)]
     queue = iter(bodies)
 
     async def worker() -> int:
         done = 0
-        for body in queue:
-            async with session.post(url, data=body, headers=HEADERS_JSON) as r:
+        for code, body in queue:
+            async with session.post(url, data=body, headers=headers(code)) as r:
                 assert r.status == 202, await r.text()
                 done += 1
         return done
@@ -84,13 +99,18 @@ async def single_mode(session: aiohttp.ClientSession, url: str, n: int, concurre
 
 
 async def batch_mode(session: aiohttp.ClientSession, url: str, n: int, batch: int, concurrency: int) -> float:
-    docs = [json.dumps(event_doc(i)) for i in range(n)]
-    bodies = iter(["\n".join(docs[i : i + batch]) + "\n" for i in range(0, n, batch)])
+    by_code: dict[str, list[str]] = {}
+    for i in range(n):
+        by_code.setdefault(code_of(i), []).append(json.dumps(event_doc(i)))
+    # Each batch from one municipality (its own token), the municipalities' batches interleaved.
+    chunks = [[(code, "\n".join(docs[i : i + batch]) + "\n") for i in range(0, len(docs), batch)]
+              for code, docs in by_code.items()]  # fmt: skip
+    bodies = iter([c for group in itertools.zip_longest(*chunks) for c in group if c is not None])
 
     async def worker() -> int:
         done = 0
-        for body in bodies:
-            async with session.post(url, data=body, headers=HEADERS_NDJSON) as r:
+        for code, body in bodies:
+            async with session.post(url, data=body, headers=headers(code, ndjson=True)) as r:
                 out = await r.json()
                 assert r.status == 202, out
                 assert not out["rejected"], out
@@ -103,20 +123,21 @@ async def batch_mode(session: aiohttp.ClientSession, url: str, n: int, batch: in
 
 
 async def latency_mode(
-    session: aiohttp.ClientSession, url: str, bootstrap: str, topic: str, rate: float, duration: float
+    session: aiohttp.ClientSession, url: str, kafka: KafkaAccess, topics: list[str], rate: float, duration: float
 ) -> tuple[float, float, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                fetch_max_wait_ms=5)
+    consumer = clients.consumer(kafka, fetch_max_wait_ms=5)
     await consumer.start()
     serde = Serde()
     sent_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        if not parts:
-            await consumer._client.force_metadata_update()
+        tps = []
+        for topic in topics:
             parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in parts]
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic) or set()
+            tps += [TopicPartition(topic, p) for p in parts]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:
@@ -135,9 +156,9 @@ async def latency_mode(
         start = time.perf_counter()
         tasks = []
 
-        async def post_one(body: str, eid: str) -> None:
+        async def post_one(code: str, body: str, eid: str) -> None:
             sent_at[eid] = time.perf_counter()
-            async with session.post(url, data=body, headers=HEADERS_JSON) as r:
+            async with session.post(url, data=body, headers=headers(code)) as r:
                 assert r.status == 202, await r.text()
 
         for i in range(n):
@@ -146,7 +167,7 @@ async def latency_mode(
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(post_one(json.dumps(doc), eid)))
+            tasks.append(asyncio.create_task(post_one(code_of(i), json.dumps(doc), eid)))
         await asyncio.gather(*tasks)
         deadline = time.perf_counter() + 10
         while len(sent_at.keys() & seen_at.keys()) < n and time.perf_counter() < deadline:  # noqa: ASYNC110
@@ -164,10 +185,10 @@ async def run(bootstrap: str, state_dir: Path, *, events: int = 5000, batch: int
               rate: float = 500.0, duration: float = 10.0) -> dict[str, float]:  # fmt: skip
     """One run of every mode against a fresh in-process gateway on its own topic namespace."""
     ns = f"bench-{uuid.uuid4().hex[:6]}."
-    settings = HubSettings(
-        kafka_bootstrap=bootstrap, state_dir=state_dir, topic_namespace=ns,
-        ingest=IngestSettings(tokens={"kommun": [hash_token(TOKEN)]}, max_in_flight=1_000_000),
-    )  # fmt: skip
+    ingest = IngestSettings(tokens={f"kommun-{code}": [hash_token(t)] for code, t in TOKENS.items()},
+                            max_in_flight=1_000_000)  # fmt: skip
+    settings = bench_settings(bootstrap, ns, state_dir).model_copy(update={"ingest": ingest})
+    admin = await provision(settings)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -178,14 +199,15 @@ async def run(bootstrap: str, state_dir: Path, *, events: int = 5000, batch: int
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200)) as session:
             deadline = Deadline(60, "the gateway to connect to Kafka")
             while True:  # wait until the producer is connected (503 before)
-                async with session.post(url, data=json.dumps(event_doc(0)), headers=HEADERS_JSON) as r:
+                async with session.post(url, data=json.dumps(event_doc(0)), headers=headers(code_of(0))) as r:
                     if r.status == 202:
                         break
                 deadline.check()
                 await asyncio.sleep(0.2)
             single = await single_mode(session, url, events, concurrency)
             batched = await batch_mode(session, url, events, batch, 4)
-            p50, p99, seen = await latency_mode(session, url, bootstrap, f"{ns}agency.kommun.events", rate, duration)
+            topics = [Topics(ns).agency("kommun", code) for code in CODES]
+            p50, p99, seen = await latency_mode(session, url, admin, topics, rate, duration)
     finally:
         await runner.cleanup()
     return {"single_eps": single, "batch_eps": batched, "p50_ms": p50, "p99_ms": p99, "latency_events": seen}

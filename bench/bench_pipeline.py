@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from connectors.base import event_topic
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import Counts, WaveRule
@@ -41,7 +42,7 @@ def measure(n: int) -> dict[str, float]:
     settings = HubSettings()
     serde = Serde()
     topics = Topics()
-    messages = [Message(topics.agency(e.envelope.source_agency.value), 0, i, None, serde.encode(e))
+    messages = [Message(event_topic(e, topics), 0, i, None, serde.encode(e))  # its source unit's topic
                 for i, e in enumerate(mixed_events(n))]  # fmt: skip
     pipeline = Pipeline(Router(load_rules(settings.rules_path), settings.county_code), serde,
                         Pseudonymiser(settings), seen={}, consents={}, chain=AuditChain(), topics=topics)  # fmt: skip

@@ -55,14 +55,24 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.rss import PeakRss
-from bench.support import hub_env, log_tail, spawn_hub, standalone_broker, stop, wait_http_ok
+from bench.support import (
+    admin_access,
+    bench_settings,
+    hub_env,
+    log_tail,
+    provision,
+    spawn_hub,
+    standalone_broker,
+    stop,
+    wait_http_ok,
+)
+from connectors.base import event_topic
 from connectors.simulator.generate import MUNICIPALITIES, Simulator, replay_start
 from hub.audit import AuditChain
 from hub.contract.envelope import OffenceCategory
@@ -70,7 +80,8 @@ from hub.contract.serde import Serde
 from hub.deadline import Deadline
 from hub.flows.lagesbild import aggregate_keys, contribution_key, county_increment
 from hub.flows.routing import Router
-from hub.kafka.admin import ensure_topics, hub_topics
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import free_port
 from hub.lagesbild_store import encode_record
 from hub.pipeline import Message, Pipeline
@@ -99,10 +110,9 @@ def partition_for(source_key: str, partitions: int) -> int:
     return int(DefaultPartitioner()(source_key.encode(), ps, ps))
 
 
-async def produce_batches(bootstrap: str, topic: str, records: dict[int, list[tuple[bytes, bytes]]]) -> None:
+async def produce_batches(kafka: KafkaAccess, topic: str, records: dict[int, list[tuple[bytes, bytes]]]) -> None:
     """Write ``{partition: [(key, value), ...]}`` in large batches (much faster than one send per record)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=1024 * 1024,
-                                max_request_size=2 * 1024 * 1024)  # fmt: skip
+    producer = clients.producer(kafka, acks="all", max_batch_size=1024 * 1024, max_request_size=2 * 1024 * 1024)
     await producer.start()
     try:
         pending = []
@@ -147,7 +157,7 @@ def make_increments(n: int, seed: int = 6) -> list[tuple[bytes, bytes]]:
     out: list[tuple[bytes, bytes]] = []
     start = replay_start(datetime.now(UTC), n, 1.0)  # about one increment per event
     for offset, event in enumerate(Simulator(seed, start).events()):
-        msg = Message(topics.agency(event.envelope.source_agency.value), 0, offset, None, serde.encode(event))
+        msg = Message(event_topic(event, topics), 0, offset, None, serde.encode(event))
         out += [(o.key, o.value) for o in pipeline.process(msg).outputs if o.topic == topics.lagesbild]
         if len(out) >= n:
             return out[:n]
@@ -164,10 +174,10 @@ async def run_aggregation(bootstrap: str, work: Path, increments: list[tuple[byt
     ns = f"benchagg{uuid.uuid4().hex[:6]}."
     state = work / ns.rstrip(".")
     state.mkdir(parents=True)
-    settings = HubSettings(kafka_bootstrap=bootstrap, topic_namespace=ns, state_dir=state)
+    settings = bench_settings(bootstrap, ns, state)
     topics = Topics(ns)
     n_parts = settings.topic_partitions
-    await ensure_topics(bootstrap, hub_topics(settings))
+    kafka = await provision(settings)
     by_partition: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in range(n_parts)}
     for key, value in increments:
         by_partition[partition_for(key.decode(), n_parts)].append((key, value))
@@ -177,8 +187,8 @@ async def run_aggregation(bootstrap: str, work: Path, increments: list[tuple[byt
     outputs = [TopicPartition(topics.deliver(r, c), p) for r in RECEIVERS for c in codes for p in range(2)]
     port = free_port()
     log = state / "worker.log"
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = clients.consumer(kafka)
+    admin = clients.admin(kafka)
     await asyncio.gather(consumer.start(), admin.start())
     t_launch = time.perf_counter()
     worker = spawn_hub(["worker", "-l", "info"], hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port)), log)
@@ -190,7 +200,7 @@ async def run_aggregation(bootstrap: str, work: Path, increments: list[tuple[byt
         last_total = sum((await end_offsets(consumer, source + outputs)).values())  # also fetches the metadata
         # The increments arrive as one burst at a worker that is running: the stage's pace, not its start.
         t0 = time.perf_counter()
-        producing = asyncio.create_task(produce_batches(bootstrap, topics.lagesbild, by_partition))
+        producing = asyncio.create_task(produce_batches(kafka, topics.lagesbild, by_partition))
         deadline = Deadline(timeout_s, "the lägesbild stage to count every increment")
         t_last = t0
         while True:
@@ -282,9 +292,9 @@ class RecoveryTable:
 async def prepare_recovery(bootstrap: str, keys: int, seed: int = 5) -> RecoveryTable:
     """Create the namespace's topics and the table's changelog; write ``keys`` entries (plus two probe events)."""
     ns = f"benchrec{uuid.uuid4().hex[:6]}."
-    settings = HubSettings(kafka_bootstrap=bootstrap, topic_namespace=ns)
+    settings = bench_settings(bootstrap, ns)
     n_parts = settings.topic_partitions
-    await ensure_topics(bootstrap, hub_topics(settings))
+    kafka = await provision(settings)  # the workers of every run read it as their group's (ACLs included)
     topic = changelog_topic(ns)  # created with the hub's topics
     rng = random.Random(seed)
     probes = [{**PROBE, "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4))} for _ in range(2)]
@@ -293,14 +303,15 @@ async def prepare_recovery(bootstrap: str, keys: int, seed: int = 5) -> Recovery
         source_key = f"{inc['receiver']}|{inc['municipality_code']}"
         by_partition[partition_for(source_key, n_parts)].append(encode_table_entry(*table_entry(inc)))
     started = time.perf_counter()
-    await produce_batches(bootstrap, topic, by_partition)
+    await produce_batches(kafka, topic, by_partition)
     return RecoveryTable(ns, keys, time.perf_counter() - started)
 
 
 async def probe(bootstrap: str, topics: Topics, timeout_s: float = 120) -> int | None:
     """Send one increment for the probe key; return the count the worker publishes for it (None = "<3")."""
     target = topics.deliver("lagesbild", "1381")
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    kafka = admin_access(bootstrap)
+    consumer = clients.consumer(kafka)
     await consumer.start()
     try:
         tps = [TopicPartition(target, p) for p in range(2)]
@@ -308,7 +319,7 @@ async def probe(bootstrap: str, topics: Topics, timeout_s: float = 120) -> int |
         await consumer.seek_to_end(*tps)
         for tp in tps:
             await consumer.position(tp)
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        producer = clients.producer(kafka, acks="all")
         await producer.start()
         try:
             increment = {**PROBE, "event_id": str(uuid.uuid4())}

@@ -4,8 +4,9 @@ For every run, in a fresh topic namespace on one broker (``--bootstrap``, else `
 else a LocalBroker in a temporary folder):
 
 1. ``--events`` realistic mixed events (``tests.factories.mixed_events``) are pre-encoded and produced to
-   the three agency topics before anything reads them: both sides below read a full backlog;
-2. (A) passthrough: one aiokafka consumer (own group) reads the agency topics and produces every message
+   the agency topics (one per source unit: police, prison service, each municipality) before anything reads
+   them: both sides below read a full backlog;
+2. (A) passthrough: one aiokafka consumer (own group, as ``admin``) reads the agency topics and produces every message
    unchanged to one output topic (idempotent producer, acks=all, sends not awaited one by one, flush at
    the end). Timed from the first message received to the last one flushed (``steady``) and from the
    consumer's start (``incl. start``);
@@ -41,24 +42,26 @@ from pathlib import Path
 from typing import IO
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.rss import PeakRss
-from bench.support import hub_env, standalone_broker
+from bench.support import admin_access, bench_settings, hub_env, provision, standalone_broker
 from hub.contract.serde import Serde
-from hub.kafka.admin import ensure_topics, hub_topics
+from hub.identity import PER_MUNICIPALITY, SourceUnit
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import free_port
 from hub.pseudonym import Pseudonymiser
 from hub.reconcile import reconcile
 from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 from tests.factories import mixed_events
 
 REPO = Path(__file__).resolve().parent.parent
-Encoded = list[tuple[str, bytes, bytes]]  # (agency, key, value)
+Encoded = list[tuple[SourceUnit, bytes, bytes]]  # (source unit, key, value)
 
 
 def encode_events(n: int) -> Encoded:
@@ -68,30 +71,33 @@ def encode_events(n: int) -> Encoded:
     for e in mixed_events(n):
         env = e.envelope
         key = pseudonyms.person_key(env.subject.personnummer) if env.subject else env.municipality_code
-        out.append((env.source_agency.value, key.encode(), serde.encode(e)))
+        agency = env.source_agency.value
+        unit = SourceUnit(agency, env.municipality_code if agency in PER_MUNICIPALITY else None)
+        out.append((unit, key.encode(), serde.encode(e)))
     return out
 
 
 # -- setup ---------------------------------------------------------------------------------------------
 
 
-async def create_namespace(bootstrap: str, settings: HubSettings, output_topic: str) -> None:
-    await ensure_topics(bootstrap, hub_topics(settings))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def create_namespace(settings: HubSettings, output_topic: str) -> KafkaAccess:
+    """The hub's topics and ACLs, and the passthrough's output topic; the admin access that made them."""
+    kafka = await provision(settings)
+    admin = clients.admin(kafka)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(output_topic, settings.topic_partitions, 1)])
     finally:
         await admin.close()
+    return kafka
 
 
-async def produce_backlog(bootstrap: str, topics: Topics, events: Encoded) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)  # fmt: skip
+async def produce_backlog(kafka: KafkaAccess, topics: Topics, events: Encoded) -> None:
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     try:
-        for agency, key, value in events:
-            await producer.send(topics.agency(agency), value, key=key)
+        for unit, key, value in events:
+            await producer.send(topics.unit(unit), value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
@@ -100,13 +106,13 @@ async def produce_backlog(bootstrap: str, topics: Topics, events: Encoded) -> No
 # -- (A) passthrough -----------------------------------------------------------------------------------
 
 
-async def passthrough(bootstrap: str, topics: Topics, output_topic: str, n: int) -> tuple[float, float]:
+async def passthrough(kafka: KafkaAccess, topics: Topics, codes: list[str], output_topic: str,
+                      n: int) -> tuple[float, float]:  # fmt: skip
     """(events/s from the first message, events/s including the consumer's start)."""
     t_start = time.perf_counter()
-    consumer = AIOKafkaConsumer(*[topics.agency(a) for a in AGENCIES], bootstrap_servers=bootstrap,
-                                group_id=f"{topics.namespace}passthrough", auto_offset_reset="earliest",
-                                enable_auto_commit=True)  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=5)
+    consumer = clients.consumer(kafka, *topics.sources(codes), group_id=f"{topics.namespace}passthrough",
+                                auto_offset_reset="earliest", enable_auto_commit=True)  # fmt: skip
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all", linger_ms=5)
     await asyncio.gather(consumer.start(), producer.start())
     t_first: float | None = None
     seen = 0
@@ -181,7 +187,8 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
         spy = launch([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "200",
                       "-o", str(profile_out), "--pid", str(proc.pid)], env=dict(os.environ),
                      stdout=(state_dir / "py-spy.log").open("ab"))  # fmt: skip
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    kafka = admin_access(bootstrap)
+    consumer = clients.consumer(kafka)
     await consumer.start()
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
     try:
@@ -211,7 +218,7 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
                 except (aiohttp.ClientError, TimeoutError):
                     pass
             elif last > base and now - t_last_growth >= quiet_s:
-                r = await reconcile(bootstrap, settings)
+                r = await reconcile(kafka, settings)
                 if r.source_messages == n and r.lost == 0:
                     break
                 print(f"  reconcile: {r.accounted}/{r.source_messages} accounted, {r.lost} not yet", flush=True)
@@ -258,13 +265,13 @@ async def one_run(bootstrap: str, events: Encoded, quiet_s: float, work: Path,
     namespace = f"bench{uuid.uuid4().hex[:6]}."
     state_dir = work / namespace.rstrip(".")
     state_dir.mkdir(parents=True)
-    settings = HubSettings(kafka_bootstrap=bootstrap, topic_namespace=namespace, state_dir=state_dir)
+    settings = bench_settings(bootstrap, namespace, state_dir)
     topics = Topics(namespace)
     output_topic = f"{namespace}bench.passthrough"
-    await create_namespace(bootstrap, settings, output_topic)
-    await produce_backlog(bootstrap, topics, events)
+    kafka = await create_namespace(settings, output_topic)
+    await produce_backlog(kafka, topics, events)
     n = len(events)
-    pt, pt_incl = await passthrough(bootstrap, topics, output_topic, n)
+    pt, pt_incl = await passthrough(kafka, topics, settings.municipality_codes, output_topic, n)
     result = await run_worker(bootstrap, settings, n, state_dir, quiet_s, profile_out)
     return {"passthrough_eps": pt, "passthrough_eps_incl": pt_incl, **result,
             "ratio": result["worker_eps"] / pt}  # fmt: skip

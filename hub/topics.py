@@ -47,7 +47,8 @@ class Topics:
             return None
         if len(parts) == 3 and parts[1] in AGENCIES and parts[1] not in PER_MUNICIPALITY:
             return SourceUnit(parts[1])
-        if len(parts) == 4 and parts[1] in PER_MUNICIPALITY and parts[2].isdigit():
+        if len(parts) == 4 and parts[1] in PER_MUNICIPALITY and len(parts[2]) == 4 and parts[2].isascii() \
+                and parts[2].isdigit():  # a municipality's SCB code (not the county's)
             return SourceUnit(parts[1], parts[2])
         return None
 

@@ -298,7 +298,7 @@ class LocalBroker:
             self._kill(proc.pid)
             self.pid_file.unlink(missing_ok=True)
             raise BrokerError(f"Kafka did not start: {exc}\n--- last lines of the broker's log ---\n"
-                              f"{self.log_tail(40)}") from exc
+                              f"{self.failure_report(40)}") from exc
         return self.bootstrap
 
     def _provision(self) -> None:
@@ -336,6 +336,27 @@ class LocalBroker:
             if path.exists() and path.stat().st_size:
                 return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
         return "(the broker wrote no log)"
+
+    def failure_report(self, lines: int = 40) -> str:
+        """Why a start failed: the broker's first ERROR lines with the causes under them (a failed start logs
+        a long shutdown after its cause), then the last lines."""
+        text = ""
+        for path in (self.server_log, self.console_log):
+            if path.exists() and path.stat().st_size:
+                text = path.read_text(errors="replace")
+                break
+        if not text:
+            return "(the broker wrote no log)"
+        all_lines = text.splitlines()
+        causes: list[str] = []
+        for i, line in enumerate(all_lines):
+            if " ERROR " in line or line.startswith("Caused by:") or "Exception:" in line:
+                causes.append(line)
+                causes.extend(all_lines[i + 1:i + 3] if " ERROR " in line else [])
+            if len(causes) >= 15:
+                break
+        tail = "\n".join(all_lines[-lines:])
+        return ("--- errors ---\n" + "\n".join(causes) + "\n--- last lines ---\n" + tail) if causes else tail
 
     @staticmethod
     def _kill(pid: int) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from bench.__main__ import NOTES, SMOKE, sections
 from bench.report import Figure
+from tests.kafka_env import security_env
 
 pytestmark = pytest.mark.kafka
 
@@ -45,6 +46,7 @@ def smoke_run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp / "benchmarks.md"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env["HUB_KAFKA_BOOTSTRAP"] = kafka_bootstrap
+    env.update(security_env())  # the session broker's CA and credentials folder
     # --work: the hub processes' logs stay with the test's files (the test run scans those for personnummer)
     command = ["--smoke", "--runs", "1", "--output", str(out), "--work", str(tmp / "work")]
     done = subprocess.run([sys.executable, "-m", "bench", *command], cwd=REPO, env=env, capture_output=True, text=True,

@@ -41,7 +41,9 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
         HUB_STATE_DIR=str(tmp_path / "state"),
         HUB_LOCAL_KAFKA__PORT=str(free_port()),
         HUB_LOCAL_KAFKA__CONTROLLER_PORT=str(free_port()),
-    )
+        HUB_LOCAL_KAFKA__INTERNAL_PORT=str(free_port()),
+        HUB_ENV="dev",
+    )  # its own broker (own CA and passwords in its state dir): none of the session's security settings
     return env
 
 
@@ -68,7 +70,8 @@ def test_up_status_down_lifecycle(cli_env: dict[str, str], tmp_path: Path) -> No
         readable = _hub(cli_env, "kafka", "status")
         assert f"running: Apache Kafka {info['version']} at 127.0.0.1:{port}" in readable.stdout
 
-        logs = _hub(cli_env, "kafka", "logs", "-n", "200")
+        # `up` provisions every principal's ACLs, and the broker logs each binding it replays: look further back.
+        logs = _hub(cli_env, "kafka", "logs", "-n", "3000")
         assert "Kafka Server started" in logs.stdout or "started (kafka.server" in logs.stdout
     finally:
         down = _hub(cli_env, "kafka", "down")

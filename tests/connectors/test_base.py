@@ -16,15 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
-from connectors.base import Connector, make_producer
+from connectors.base import Connector, event_topic, make_producer
+from hub import identity
 from hub.contract.envelope import Envelope, Event, Subject
 from hub.contract.events import ExtremismConcern, ExtremismConcernPayload, YouthActivity, YouthActivityPayload
 from hub.contract.serde import Serde
+from hub.kafka import clients
+from hub.kafka.admin import TopicSpec, ensure_topics
 from hub.kafka.local import free_port
+from hub.kafka.provision import apply_acls
 from hub.pseudonym import Pseudonymiser
 from hub.settings import HubSettings
+from hub.topics import Topics
+from tests.kafka_env import access
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 8, 14, 12, 0, tzinfo=UTC)
@@ -95,10 +100,24 @@ def settings_for(bootstrap: str, state: Path, namespace: str) -> HubSettings:
     return HubSettings(kafka_bootstrap=bootstrap, state_dir=state, topic_namespace=f"{namespace}.")
 
 
+def source_topics(namespace: str) -> list[str]:
+    """The two agency topics :func:`make_event` publishes to: Laholm's (1381) and the police's."""
+    topics = Topics(f"{namespace}.")
+    return [topics.agency("kommun", "1381"), topics.agency("polisen")]
+
+
+def provisioned(bootstrap: str, state: Path, namespace: str) -> HubSettings:
+    """:func:`settings_for`, with the agency topics created and the namespace's ACLs applied (the broker creates
+    no topic by itself, and a connector's principal may write only what the ACLs allow)."""
+    settings = settings_for(bootstrap, state, namespace)
+    admin = access(bootstrap)
+    asyncio.run(ensure_topics(admin, [TopicSpec(t, settings.topic_partitions) for t in source_topics(namespace)]))
+    apply_acls(admin, settings)
+    return settings
+
+
 async def read_all(bootstrap: str, namespace: str, expect: int) -> list[tuple[str, bytes, Event]]:
-    topics = [f"{namespace}.agency.kommun.events", f"{namespace}.agency.polisen.events"]
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+    consumer = clients.consumer(access(bootstrap), *source_topics(namespace), auto_offset_reset="earliest")
     serde = Serde()
     got: list[tuple[str, bytes, Event]] = []
     await consumer.start()
@@ -124,7 +143,7 @@ def assert_exactly_once(got: list[tuple[str, bytes, Event]], run_id: str, n: int
     assert set(ids) == {event_id(run_id, i) for i in range(n)}, "an event was lost"
     person_key = Pseudonymiser(settings).person_key("191212121212").encode()
     for topic, key, e in got:
-        assert topic == f"{namespace}.agency.{e.envelope.source_agency}.events"
+        assert topic == event_topic(e, Topics(f"{namespace}."))
         assert key == (person_key if e.envelope.subject else e.envelope.municipality_code.encode())
 
 
@@ -132,7 +151,7 @@ def assert_exactly_once(got: list[tuple[str, bytes, Event]], run_id: str, n: int
 def test_restart_midway_neither_loses_nor_republishes(kafka_bootstrap: str, tmp_path: Path,
                                                       unique: Callable[[str], str]) -> None:  # fmt: skip
     ns, run_id, n = unique("cb"), unique("run"), 90
-    settings = settings_for(kafka_bootstrap, tmp_path, ns)
+    settings = provisioned(kafka_bootstrap, tmp_path, ns)
     first = Counting(settings, run_id, n, stop_after=37, max_in_flight=8)
     progress = asyncio.run(first.execute(handle_signals=False))
     assert progress["produced"] == 37
@@ -155,7 +174,7 @@ def test_restart_midway_neither_loses_nor_republishes(kafka_bootstrap: str, tmp_
 @pytest.mark.kafka
 def test_push_style_connector(kafka_bootstrap: str, tmp_path: Path, unique: Callable[[str], str]) -> None:
     ns, run_id = unique("cb"), unique("run")
-    settings = settings_for(kafka_bootstrap, tmp_path, ns)
+    settings = provisioned(kafka_bootstrap, tmp_path, ns)
     assert asyncio.run(Pushing(settings, run_id, 12).execute(handle_signals=False))["produced"] == 12
     assert asyncio.run(Pushing(settings, run_id, 12).execute(handle_signals=False))["produced"] == 0
     assert_exactly_once(asyncio.run(read_all(kafka_bootstrap, ns, 12)), run_id, 12, ns, settings)
@@ -165,7 +184,7 @@ def test_push_style_connector(kafka_bootstrap: str, tmp_path: Path, unique: Call
 def test_sigterm_finishes_in_flight_and_saves_checkpoint(kafka_bootstrap: str, tmp_path: Path,
                                                          unique: Callable[[str], str]) -> None:  # fmt: skip
     ns, run_id, n = unique("cb"), unique("run"), 300
-    settings = settings_for(kafka_bootstrap, tmp_path, ns)
+    settings = provisioned(kafka_bootstrap, tmp_path, ns)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.connectors.test_base", kafka_bootstrap, str(tmp_path), ns, run_id, str(n)],
@@ -199,14 +218,14 @@ def test_sigterm_finishes_in_flight_and_saves_checkpoint(kafka_bootstrap: str, t
 def test_start_retries_while_kafka_is_unreachable(kafka_bootstrap: str, tmp_path: Path,
                                                   unique: Callable[[str], str]) -> None:  # fmt: skip
     ns, run_id = unique("cb"), unique("run")
-    settings = settings_for(kafka_bootstrap, tmp_path, ns)
+    settings = provisioned(kafka_bootstrap, tmp_path, ns)
     dead = f"127.0.0.1:{free_port()}"
     attempts: list[str] = []
 
     def factory() -> Any:
         target = dead if len(attempts) < 2 else kafka_bootstrap
         attempts.append(target)
-        return make_producer(target, request_timeout_ms=2000)
+        return make_producer(access(target, identity.SIMULATOR), request_timeout_ms=2000)
 
     connector = Counting(settings, run_id, 5, producer_factory=factory, backoff_initial_s=0.05)
     progress = asyncio.run(connector.execute(handle_signals=False))

@@ -20,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub.deadline import Deadline
 from hub.kafka.local import free_port
-from tests.connectors.test_filedrop_connector import KOMMUN_CSV, expected_ids, make_hub
+from tests.connectors.test_filedrop_connector import KOMMUN_CSV, LAHOLM, expected_ids, make_hub
 from tests.hub.support import REPO
+from tests.kafka_env import security_env
 
 pytestmark = pytest.mark.kafka
 
@@ -48,7 +49,7 @@ def test_filedrop_serves_health_ready_metrics_and_progress_while_it_runs(
     folder.mkdir()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = hub.start_cli("filedrop", "connector", "filedrop", "--agency", "kommun", str(folder),
+    proc = hub.start_cli("filedrop", "connector", "filedrop", "--agency", LAHOLM, str(folder),
                          "--interval", "0.2", "--status-port", str(port))  # fmt: skip
     try:
         def ready() -> bool:
@@ -57,14 +58,14 @@ def test_filedrop_serves_health_ready_metrics_and_progress_while_it_runs(
 
         Deadline(60, "the connector's /ready").wait_for(ready)
         assert get(f"{base}/health") == (200, "ok")
-        assert produced(get(f"{base}/metrics")[1], "filedrop-kommun") == 0
+        assert produced(get(f"{base}/metrics")[1], f"filedrop-{LAHOLM}") == 0
 
         shutil.copy(KOMMUN_CSV, folder / KOMMUN_CSV.name)
         want = len(expected_ids(KOMMUN_CSV, "kommun"))
         Deadline(60, "the dropped file's events acknowledged").wait_for(
-            lambda: produced(get(f"{base}/metrics")[1], "filedrop-kommun") == want)
+            lambda: produced(get(f"{base}/metrics")[1], f"filedrop-{LAHOLM}") == want)
         progress = json.loads(get(f"{base}/progress")[1])
-        assert progress["connector"] == "filedrop-kommun"
+        assert progress["connector"] == f"filedrop-{LAHOLM}"
         assert progress["produced"] == want
 
         proc.send_signal(signal.SIGTERM)
@@ -90,8 +91,8 @@ def test_a_status_port_in_use_is_a_clear_error_before_anything_is_published(tmp_
         folder = tmp_path / "drop"
         folder.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-        env.update(HUB_KAFKA_BOOTSTRAP="127.0.0.1:1", HUB_STATE_DIR=str(tmp_path / "state"))
-        done = subprocess.run([sys.executable, "-m", "hub.cli", "connector", "filedrop", "--agency", "kommun",
+        env.update(HUB_KAFKA_BOOTSTRAP="127.0.0.1:1", HUB_STATE_DIR=str(tmp_path / "state"), **security_env())
+        done = subprocess.run([sys.executable, "-m", "hub.cli", "connector", "filedrop", "--agency", LAHOLM,
                                str(folder), "--status-port", str(port)], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 2

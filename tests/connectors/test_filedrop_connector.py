@@ -18,6 +18,8 @@ from tests.hub.support import REPO, HubUnderTest
 EXAMPLES = REPO / "docs" / "examples" / "filedrop"
 KOMMUN_CSV = EXAMPLES / "kommun-laholm-2026-03.csv"
 KV_JSON = EXAMPLES / "kriminalvarden-2026-03.json"
+LAHOLM = "kommun-1381"
+"""The source unit whose drop folder the Laholm example comes from (every row is about 1381)."""
 
 
 def make_hub(bootstrap: str, tmp_path: Path, unique: Callable[[str], str]) -> HubUnderTest:
@@ -34,14 +36,25 @@ def drop_dir(tmp_path: Path, *files: Path, name: str = "drop") -> Path:
     return folder
 
 
-def run(hub: HubUnderTest, agency: str, folder: Path, cls: type[FileDropConnector] = FileDropConnector,
+def agency_of(unit: str) -> str:
+    """``kommun-1381`` → ``kommun``; ``kriminalvarden`` → itself."""
+    return unit.partition("-")[0]
+
+
+def unit_topic(hub: HubUnderTest, unit: str) -> str:
+    """The agency topic of a source unit: ``kommun-1381`` → ``agency.kommun.1381.events``."""
+    agency, _, code = unit.partition("-")
+    return hub.topics.agency(agency, code or None)
+
+
+def run(hub: HubUnderTest, unit: str, folder: Path, cls: type[FileDropConnector] = FileDropConnector,
         **kwargs: Any) -> dict[str, Any]:  # fmt: skip
-    connector = cls(hub.settings(), agency=agency, directory=folder, once=True, **kwargs)
+    connector = cls(hub.settings(), agency=unit, directory=folder, once=True, **kwargs)
     return asyncio.run(connector.execute(handle_signals=False))
 
 
-def read(hub: HubUnderTest, agency: str, expect: int, quiet_s: float = 2.0) -> list[Event]:
-    topic = hub.topics.agency(agency)
+def read(hub: HubUnderTest, unit: str, expect: int, quiet_s: float = 2.0) -> list[Event]:
+    topic = unit_topic(hub, unit)
     got = hub.read([topic], until=lambda g: len(g[topic]) >= expect, quiet_s=quiet_s, timeout_s=30)
     events: list[ContractRecord] = got[topic]
     assert all(isinstance(e, Event) for e in events)
@@ -59,15 +72,15 @@ def expected_ids(path: Path, agency: str) -> set[str]:
 def test_examples_are_published_and_moved_to_done(kafka_bootstrap: str, tmp_path: Path,
                                                    unique: Callable[[str], str]) -> None:  # fmt: skip
     hub = make_hub(kafka_bootstrap, tmp_path, unique)
-    for agency, example in (("kommun", KOMMUN_CSV), ("kriminalvarden", KV_JSON)):
-        folder = drop_dir(tmp_path, example, name=agency)
-        want = expected_ids(example, agency)
+    for unit, example in ((LAHOLM, KOMMUN_CSV), ("kriminalvarden", KV_JSON)):
+        folder = drop_dir(tmp_path, example, name=unit)
+        want = expected_ids(example, agency_of(unit))
         assert want
-        assert run(hub, agency, folder)["produced"] == len(want)
-        events = read(hub, agency, len(want))
+        assert run(hub, unit, folder)["produced"] == len(want)
+        events = read(hub, unit, len(want))
         assert len(events) == len(want)
         assert set(ids(events)) == want
-        assert all(e.envelope.source_unit == f"filedrop {agency}" for e in events)
+        assert all(e.envelope.source_unit == f"filedrop {unit}" for e in events)
         assert sorted(p.name for p in folder.iterdir()) == ["done"]
         assert sorted(p.name for p in (folder / "done").iterdir()) == [example.name]  # no rejects file
 
@@ -82,8 +95,8 @@ def test_bad_row_goes_to_rejects_and_good_rows_are_published(kafka_bootstrap: st
     folder.mkdir()
     (folder / "mixed.csv").write_text("\n".join([lines[0], lines[1], bad, lines[3]]) + "\n", encoding="utf-8")
 
-    assert run(hub, "kommun", folder)["produced"] == 2
-    assert len(read(hub, "kommun", 2)) == 2
+    assert run(hub, LAHOLM, folder)["produced"] == 2
+    assert len(read(hub, LAHOLM, 2)) == 2
     done = folder / "done"
     assert (done / "mixed.csv").exists()
     assert not (folder / "mixed.csv").exists()
@@ -99,10 +112,10 @@ def test_same_file_again_publishes_nothing(kafka_bootstrap: str, tmp_path: Path,
     hub = make_hub(kafka_bootstrap, tmp_path, unique)
     folder = drop_dir(tmp_path, KOMMUN_CSV)
     n = len(expected_ids(KOMMUN_CSV, "kommun"))
-    assert run(hub, "kommun", folder)["produced"] == n
+    assert run(hub, LAHOLM, folder)["produced"] == n
 
     async def redeliver_while_polling() -> dict[str, Any]:
-        connector = FileDropConnector(hub.settings(), agency="kommun", directory=folder, poll_interval_s=0.05)
+        connector = FileDropConnector(hub.settings(), agency=LAHOLM, directory=folder, poll_interval_s=0.05)
         task = asyncio.create_task(connector.execute(handle_signals=False))
         await asyncio.sleep(0.2)
         shutil.copy(KOMMUN_CSV, folder / KOMMUN_CSV.name)
@@ -114,7 +127,7 @@ def test_same_file_again_publishes_nothing(kafka_bootstrap: str, tmp_path: Path,
         return await task
 
     assert asyncio.run(redeliver_while_polling())["produced"] == 0
-    assert len(read(hub, "kommun", n)) == n
+    assert len(read(hub, LAHOLM, n)) == n
     done = sorted(p.name for p in (folder / "done").iterdir())
     assert done == sorted([KOMMUN_CSV.name, KOMMUN_CSV.name.replace(".csv", ".1.csv")])
 
@@ -140,16 +153,16 @@ def test_restart_mid_file_resumes_without_duplicates(kafka_bootstrap: str, tmp_p
     want = expected_ids(KOMMUN_CSV, "kommun")
     assert len(want) > StopAfter.k
 
-    first = run(hub, "kommun", folder, StopAfter)
+    first = run(hub, LAHOLM, folder, StopAfter)
     assert first["produced"] == StopAfter.k
     assert (folder / KOMMUN_CSV.name).exists(), "a half-published file must stay in the drop folder"
     (entry,) = first["checkpoint"]["files"].values()
     assert entry["done"] is False
     assert entry["name"] == KOMMUN_CSV.name
 
-    second = run(hub, "kommun", folder)
+    second = run(hub, LAHOLM, folder)
     assert second["produced"] == len(want) - StopAfter.k
-    events = read(hub, "kommun", len(want))
+    events = read(hub, LAHOLM, len(want))
     assert len(events) == len(want)
     assert set(ids(events)) == want
     assert (folder / "done" / KOMMUN_CSV.name).exists()
@@ -167,8 +180,8 @@ def test_refused_names_and_symlinks_are_not_processed(kafka_bootstrap: str, tmp_
     (folder / "link.csv").symlink_to(outside)
     (folder / "notes.txt").write_text("left alone", encoding="utf-8")
 
-    assert run(hub, "kommun", folder)["produced"] == 0
-    assert read(hub, "kommun", 0) == []
+    assert run(hub, LAHOLM, folder)["produced"] == 0
+    assert read(hub, LAHOLM, 0) == []
     rejected = folder / "rejected"
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "rejected"]
     assert sorted(p.name for p in rejected.iterdir()) == sorted(

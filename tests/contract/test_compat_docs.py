@@ -12,6 +12,7 @@ import pytest
 
 from hub.contract.compat import check_backward_transitive, check_schemas_dir
 from hub.contract.registry import SchemaRegistry
+from hub.kafka.clients import KafkaAccess
 from hub.settings import REPO_ROOT
 
 SCHEMAS = REPO_ROOT / "schemas"
@@ -99,32 +100,32 @@ def test_docs_check_detects_stale_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.kafka
-def test_schema_topic_round_trip(kafka_bootstrap: str, unique: object) -> None:
+def test_schema_topic_round_trip(kafka_admin: KafkaAccess, unique: object) -> None:
     """Publish every schema to a fresh compacted topic and load it into an empty-ish registry."""
     import asyncio
 
-    from aiokafka import AIOKafkaProducer
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
     from hub.contract.schema_topic import TOPIC_CONFIG, load_from_topic, publish_schemas
+    from hub.kafka import clients
 
     topic = unique("hub.schemas")  # type: ignore[operator]
     registry = SchemaRegistry(SCHEMAS)
 
     async def run() -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        admin = clients.admin(kafka_admin)
         await admin.start()
         try:
             await admin.create_topics([NewTopic(topic, 1, 1, topic_configs=TOPIC_CONFIG)])
         finally:
             await admin.close()
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer = clients.producer(kafka_admin)
         await producer.start()
         try:
             sent = await publish_schemas(producer, registry, topic)
         finally:
             await producer.stop()
         assert sent == len(registry.all_versions())
-        return await load_from_topic(kafka_bootstrap, registry, topic)
+        return await load_from_topic(kafka_admin, registry, topic)
 
     assert asyncio.run(run()) == len(registry.all_versions())

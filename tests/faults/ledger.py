@@ -9,6 +9,9 @@ id on one receiver topic more than once) are counted and must be identical apart
 ``delivered_at``, which is what "a receiver may see a delivery twice, with the same event_id" means.
 
 Also here: the worker group's committed offsets and member assignments, read from the broker.
+
+Everything here reads as the broker's super user (``admin``), as an operator's script would; the functions
+take the session broker's bootstrap address.
 """
 
 from __future__ import annotations
@@ -21,19 +24,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from hub.contract.errors import ContractError
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
+from hub.kafka import clients
 from hub.kafka.read import read_to_end
 from hub.reconcile import reconcile
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 from tests.hub.support import HubUnderTest
+from tests.kafka_env import access
 
 SERDE = Serde()
 
@@ -145,8 +149,9 @@ def read_ledger(bootstrap: str, settings: HubSettings) -> Ledger:
 
 async def _read_ledger(bootstrap: str, settings: HubSettings) -> Ledger:
     topics = Topics(settings.topic_namespace)
+    kafka = access(bootstrap)
     ledger = Ledger()
-    async for m in read_to_end(bootstrap, [topics.agency(a) for a in AGENCIES]):
+    async for m in read_to_end(kafka, topics.sources(settings.municipality_codes)):
         try:
             _name, record = SERDE.decode_record(m.value)
             event_id = str(record["envelope"]["event_id"])
@@ -157,16 +162,16 @@ async def _read_ledger(bootstrap: str, settings: HubSettings) -> Ledger:
         if event_id not in ledger.first_at:
             ledger.first_at[event_id] = TopicPartition(m.topic, m.partition)
             ledger.first_offset[event_id] = m.offset
-    async for m in read_to_end(bootstrap, [topics.audit]):
+    async for m in read_to_end(kafka, [topics.audit]):
         rec = SERDE.decode(m.value)
         if isinstance(rec, AuditRecord):
             ledger.audit[rec.event_id][(rec.receiver, rec.decision.value)] += 1
-    async for m in read_to_end(bootstrap, [topics.deadletter]):
+    async for m in read_to_end(kafka, [topics.deadletter]):
         d = SERDE.decode(m.value)
         if isinstance(d, Deadletter) and d.event_id is not None:
             ledger.deadlettered[d.event_id] += 1
     codes = [*settings.municipality_codes, settings.county_code]
-    async for m in read_to_end(bootstrap, [topics.deliver(r, c) for r in RECEIVERS for c in codes]):
+    async for m in read_to_end(kafka, [topics.deliver(r, c) for r in RECEIVERS for c in codes]):
         d = SERDE.decode(m.value)
         if isinstance(d, Delivery):
             body = json.dumps(d.model_dump(mode="json", exclude={"delivered_at"}), sort_keys=True)
@@ -182,7 +187,7 @@ def wait_accounted(bootstrap: str, settings: HubSettings, sources: int, timeout_
     deadline = Deadline(timeout_s, f"{sources} source messages to be accounted for")
 
     async def settled() -> bool:
-        r = await reconcile(bootstrap, settings)
+        r = await reconcile(access(bootstrap), settings)
         print(f"reconcile: {r.source_messages} in, {r.accounted} accounted, {r.lost} not yet", flush=True)
         enough = r.source_messages >= sources if at_least else r.source_messages == sources
         return enough and r.lost == 0
@@ -198,7 +203,7 @@ def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
     """The group's committed offset per partition (only partitions it has committed)."""
 
     async def read() -> dict[TopicPartition, int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = clients.admin(access(bootstrap))
         await admin.start()
         try:
             offsets = await admin.list_consumer_group_offsets(group)
@@ -211,7 +216,7 @@ def committed(bootstrap: str, group: str) -> dict[TopicPartition, int]:
 
 def committed_on(bootstrap: str, group: str, settings: HubSettings) -> int:
     """How many agency-topic messages the group has committed (processed and flushed)."""
-    agency = {Topics(settings.topic_namespace).agency(a) for a in AGENCIES}
+    agency = set(Topics(settings.topic_namespace).sources(settings.municipality_codes))
     return sum(o for tp, o in committed(bootstrap, group).items() if tp.topic in agency)
 
 
@@ -231,7 +236,7 @@ def assignments(bootstrap: str, group: str) -> tuple[str, dict[str, set[TopicPar
     """The group's state and each member's assigned partitions (by client id)."""
 
     async def read() -> tuple[str, dict[str, set[TopicPartition]]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = clients.admin(access(bootstrap))
         await admin.start()
         try:
             [response] = await admin.describe_consumer_groups([group])

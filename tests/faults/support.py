@@ -19,6 +19,8 @@ import aiohttp
 from connectors.gateway.auth import hash_token
 from hub.contract.envelope import Event
 from hub.deadline import Deadline
+from hub.identity import PER_MUNICIPALITY, SourceUnit, source_units
+from hub.settings import HubSettings
 from tests.hub.support import HubUnderTest
 
 
@@ -63,7 +65,14 @@ CLIENTS = 4
 MAX_BATCH = 500
 """Batches of 1 to this many events: a large one is partly in Kafka while the rest is still sent, which
 is when a killed gateway leaves a client without an answer for events Kafka has (the client re-sends them)."""
-TOKENS = {agency: f"{agency}-fault-test-token" for agency in ("polisen", "kommun", "kriminalvarden")}
+TOKENS = {u.name: f"{u.name}-fault-test-token" for u in source_units(HubSettings().municipality_codes)}
+"""One gateway token per source unit (``polisen``, ``kriminalvarden``, ``kommun-1381``, ...)."""
+
+
+def unit_of(event: Event) -> str:
+    """The source unit that sends ``event``: its agency, or for a municipality's event ``kommun-<code>``."""
+    agency = event.envelope.source_agency.value
+    return SourceUnit(agency, event.envelope.municipality_code if agency in PER_MUNICIPALITY else None).name
 
 
 @dataclass
@@ -76,16 +85,17 @@ class Posting:
 
 
 def batches(events: list[Event], rng: random.Random) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(agency, [(event id, JSON line)]) batches of one agency each, random sizes, agencies interleaved."""
-    per_agency: dict[str, list[tuple[str, str]]] = {}
+    """(source unit, [(event id, JSON line)]) batches of one source unit each (each posts with its own
+    token), random sizes, units interleaved."""
+    per_unit: dict[str, list[tuple[str, str]]] = {}
     for e in events:
         line = json.dumps(e.model_dump(mode="json"))
-        per_agency.setdefault(e.envelope.source_agency.value, []).append((str(e.envelope.event_id), line))
+        per_unit.setdefault(unit_of(e), []).append((str(e.envelope.event_id), line))
     chunks = []
-    for agency, lines in per_agency.items():
+    for unit, lines in per_unit.items():
         while lines:
             size = rng.randint(1, MAX_BATCH)
-            chunks.append((agency, lines[:size]))
+            chunks.append((unit, lines[:size]))
             lines = lines[size:]
     rng.shuffle(chunks)
     return chunks
@@ -102,7 +112,7 @@ class Hold:
 
 def held_for(work: list[tuple[str, list[tuple[str, str]]]], fraction: float) -> Hold:
     """A :class:`Hold` of the fewest last batches of ``work`` that carry at least ``fraction`` of its events."""
-    total = sum(len(lines) for _agency, lines in work)
+    total = sum(len(lines) for _unit, lines in work)
     held = carried = 0
     while held < len(work) and carried < fraction * total:
         held += 1
@@ -126,14 +136,14 @@ async def post_all(url: str, work: list[tuple[str, list[tuple[str, str]]]], post
 
     async def client(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            index, (agency, pending) = queue.get_nowait()
+            index, (unit, pending) = queue.get_nowait()
             if hold is not None and index >= len(work) - hold.batches:
                 await asyncio.to_thread(hold.release.wait)
             if spread_s:  # pacing, not synchronisation
                 await asyncio.sleep(max(0.0, began + spread_s * index / len(work) - asyncio.get_running_loop().time()))
             attempt = 0
             while pending:
-                headers = {"Authorization": f"Bearer {TOKENS[agency]}", "Content-Type": "application/x-ndjson"}
+                headers = {"Authorization": f"Bearer {TOKENS[unit]}", "Content-Type": "application/x-ndjson"}
                 body = "\n".join(line for _id, line in pending) + "\n"
                 try:
                     async with session.post(url, data=body, headers=headers) as r:

@@ -4,7 +4,8 @@ accounted for, nothing reaches a receiver twice (no process crashed), the audit 
 no process has to be restarted.
 
 The broker is this test's own (the session broker the other tests use is never touched): same home and
-ports before and after, like an operator restarting Kafka under a running hub.
+ports before and after, like an operator restarting Kafka under a running hub. It is secured as the session
+broker is; while the test runs, the environment names its CA and credentials folder instead of the session's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 
 from hub.deadline import Deadline
 from hub.kafka.local import LocalBroker, free_port
+from hub.settings import get_settings
 from tests.factories import mixed_events
 from tests.faults.ledger import committed_on, read_ledger, wait_accounted
 from tests.faults.support import Background, Posting, batches, post_all, start_gateway_process
@@ -47,13 +49,20 @@ def final_progress(log: Path) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(3600)
-def test_broker_restart_under_load(tmp_path_factory: pytest.TempPathFactory, full_run: bool) -> None:
+def test_broker_restart_under_load(tmp_path_factory: pytest.TempPathFactory, full_run: bool,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     rate, duration = (400, 200) if full_run else (200, 40)
     posted = 20_000 if full_run else 4_000
     expected = int(rate * duration)
     home = tmp_path_factory.mktemp("broker")
-    broker = LocalBroker(home / "kafka", port=free_port(), controller_port=free_port(), start_timeout_s=180)
+    broker = LocalBroker(home / "kafka", port=free_port(), controller_port=free_port(), internal_port=free_port(),
+                         start_timeout_s=180)
     broker.up()
+    # This broker's trust material for every client of the test and the processes it starts (tests.kafka_env).
+    monkeypatch.setenv("HUB_KAFKA__CA_FILE", str(broker.pki.ca_file))
+    monkeypatch.setenv("HUB_KAFKA__CREDENTIALS_DIR", str(broker.pki.users_dir))
+    monkeypatch.setenv("HUB_ENV", "dev")
+    get_settings.cache_clear()
     hub = HubUnderTest(broker.bootstrap, f"brk{uuid.uuid4().hex[:6]}.", home)
     group = f"{hub.namespace}hub"
     seed = random.randrange(100_000)  # short: a 10-digit seed would look like a personnummer in logs
@@ -133,3 +142,4 @@ def test_broker_restart_under_load(tmp_path_factory: pytest.TempPathFactory, ful
     finally:
         hub.stop_all()
         broker.down()
+        get_settings.cache_clear()

@@ -13,7 +13,7 @@ import pytest
 from hub.deadline import Deadline
 from hub.kafka.local import free_port
 from hub.settings import HubSettings
-from hub.topics import AGENCIES, Topics
+from hub.topics import Topics
 from tests.factories import mixed_events
 from tests.faults.ledger import (
     assignments,
@@ -34,7 +34,7 @@ TAKEOVER_MARGIN_S = 60.0
 
 def agency_partitions(hub: HubUnderTest) -> dict[str, set[tuple[str, int]]]:
     """Each group member's agency-topic partitions (only members that hold some)."""
-    agency = {Topics(hub.namespace).agency(a) for a in AGENCIES}
+    agency = set(Topics(hub.namespace).sources(hub.settings().municipality_codes))
     _state, members = assignments(hub.bootstrap, f"{hub.namespace}hub")
     held = {m: {(tp.topic, tp.partition) for tp in tps if tp.topic in agency} for m, tps in members.items()}
     return {m: tps for m, tps in held.items() if tps}
@@ -50,7 +50,7 @@ def test_survivor_takes_over_from_a_killed_worker(kafka_bootstrap: str, tmp_path
     hub = HubUnderTest(kafka_bootstrap, f"pair{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("pair"))
     group = f"{hub.namespace}hub"
     hub.create_topics()
-    every = len(AGENCIES) * hub.settings().topic_partitions
+    every = len(hub.topics.sources(hub.settings().municipality_codes)) * hub.settings().topic_partitions
     events = list(mixed_events(n, seed=seed))
     ports = {"worker-a": hub.web_port, "worker-b": free_port()}
     workers = {name: hub.start_named_worker(name, name, port) for name, port in ports.items()}

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from hub.contract.envelope import Event
+from hub.identity import parse_unit
 from tests.hub.support import HubUnderTest
 
 NORMAL_CASES = 300
@@ -78,21 +79,22 @@ def personnummer_lines(text: str) -> list[int]:
     return [n for n, line in enumerate(text.splitlines(), start=1) if holds(line)]
 
 
-def published_events(hub: HubUnderTest, agencies: Iterable[str], expect: int) -> list[tuple[str, Event]]:
-    """Every record on the agencies' topics (once ``expect`` arrived and a quiet spell passed), with its
-    agency; each must be a valid agency event whose ``source_agency`` is the topic's agency."""
-    topics = {hub.topics.agency(agency): agency for agency in agencies}
+def published_events(hub: HubUnderTest, units: Iterable[str], expect: int) -> list[tuple[str, Event]]:
+    """Every record on the topics of these source units (``kriminalvarden``, ``kommun-1381``), once ``expect``
+    arrived and a quiet spell passed, with its unit; each must be a valid agency event whose
+    ``source_agency`` is the unit's agency."""
+    topics = {hub.topics.unit(parse_unit(unit, hub.settings().municipality_codes)): unit for unit in units}
     got = hub.read(list(topics), until=lambda g: sum(len(v) for v in g.values()) >= expect, quiet_s=3,
                    timeout_s=180)  # fmt: skip
     out: list[tuple[str, Event]] = []
     for topic, records in got.items():
         for record in records:
             assert isinstance(record, Event)
-            assert record.envelope.source_agency.value == topics[topic]
+            assert record.envelope.source_agency.value == hub.topics.agency_of(topic)
             out.append((topics[topic], record))
     return out
 
 
 def event_ids(events: list[tuple[str, Event]]) -> Counter[tuple[str, str]]:
-    """How often each (agency, event id) was published."""
-    return Counter((agency, str(event.envelope.event_id)) for agency, event in events)
+    """How often each (agency or source unit, event id) was published."""
+    return Counter((who, str(event.envelope.event_id)) for who, event in events)

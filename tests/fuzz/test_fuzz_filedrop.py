@@ -4,7 +4,9 @@ filedrop --once``) on the real broker, then every file checked.
 Every file must leave the folder — to ``done/`` (its good rows published, its bad rows in
 ``<name>.rejects.csv`` with a reason) or, for a refused name, to ``rejected/`` unread — except names that
 are not ``.csv``/``.json``, which are left alone. Good rows become exactly the events they describe; nothing
-else is published; no personnummer reaches a reason, the connector's log or its output.
+else is published; no personnummer reaches a reason, the connector's log or its output. A folder belongs to one
+source unit: the municipalities' files go to Laholm's (``kommun-1381``), whose rows about another
+municipality are rejected, never published.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from connectors.filedrop.mapping import FileResult, event_id_for, parse_bytes, scrub
+from connectors.filedrop.mapping import FileResult, Reject, event_id_for, parse_bytes, scrub
 from hub.contract.envelope import Event
 from hub.contract.personnummer import contains_personnummer
 from tests.fuzz.strategies import DROP_AGENCIES, DropFile, drop_files
@@ -28,6 +31,22 @@ from tests.hub.support import REPO, HubUnderTest
 
 # Sized by --full; a hang is caught sooner by the timeouts of the connector runs and the read.
 pytestmark = [pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(3600)]
+
+UNITS = {"kommun": "kommun-1381", "kriminalvarden": "kriminalvarden"}
+"""The source unit whose drop folder gets each agency's files."""
+
+
+def own_rows_only(unit: str, result: FileResult) -> FileResult:
+    """What the connector of a municipality's unit makes of a mapped file: rows about another municipality
+    are rejects (a unit publishes only about itself); other units' files are published as mapped."""
+    _agency, _, own = unit.partition("-")
+    if not own:
+        return result
+    foreign = [(row, e) for row, e in result.events if e.envelope.municipality_code != own]
+    rejects = [*result.rejects, *(Reject(row, f"municipality {e.envelope.municipality_code} is not {unit}'s own")
+                                  for row, e in foreign)]  # fmt: skip
+    kept = [(row, e) for row, e in result.events if e.envelope.municipality_code == own]
+    return replace(result, events=kept, rejects=sorted(rejects, key=lambda r: r.row))
 
 
 def read_rejects(path: Path) -> list[list[str]]:
@@ -90,7 +109,7 @@ def test_every_dropped_file_is_published_rejected_or_refused_never_lost(
     for agency, folder in folders.items():
         with (tmp_path / f"filedrop-{agency}.out").open("wb") as out, \
                 (tmp_path / f"filedrop-{agency}.log").open("wb") as err:  # fmt: skip
-            done = subprocess.run([sys.executable, "-m", "hub.cli", "connector", "filedrop", "--agency", agency,
+            done = subprocess.run([sys.executable, "-m", "hub.cli", "connector", "filedrop", "--agency", UNITS[agency],
                                    str(folder), "--once"], cwd=REPO, env=hub.env, stdout=out, stderr=err,
                                   timeout=600 + len(dropped), check=False)  # fmt: skip
         assert done.returncode == 0, (tmp_path / f"filedrop-{agency}.log").read_text(errors="replace")[-3000:]
@@ -112,8 +131,10 @@ def test_every_dropped_file_is_published_rejected_or_refused_never_lost(
             continue
         assert (folder / "done" / case.name).read_bytes() == case.data
         sha256 = hashlib.sha256(case.data).hexdigest()
-        result = parse_bytes(case.data, case.name, case.agency, source_unit=f"filedrop {case.agency}", sha256=sha256)
+        unit = UNITS[case.agency]
+        result = parse_bytes(case.data, case.name, case.agency, source_unit=f"filedrop {unit}", sha256=sha256)
         check_mapping(case, result)
+        result = own_rows_only(unit, result)
         rejects = folder / "done" / f"{case.name}.rejects.csv"
         if (case.agency, sha256) in seen:  # the same content again: already delivered, nothing more
             assert not rejects.exists()
@@ -123,10 +144,10 @@ def test_every_dropped_file_is_published_rejected_or_refused_never_lost(
             assert read_rejects(rejects) == [[str(r.row), scrub(r.reason)] for r in result.rejects]
         else:
             assert not rejects.exists()
-        expected.update((case.agency, str(event.envelope.event_id)) for _, event in result.events)
+        expected.update((unit, str(event.envelope.event_id)) for _, event in result.events)
 
-    published = published_events(hub, DROP_AGENCIES, sum(expected.values()))
-    assert all(event.envelope.source_unit == f"filedrop {agency}" for agency, event in published)
+    published = published_events(hub, [UNITS[a] for a in DROP_AGENCIES], sum(expected.values()))
+    assert all(event.envelope.source_unit == f"filedrop {unit}" for unit, event in published)
     assert event_ids(published) == expected, "published events differ from the good rows of the dropped files"
     fig.kinds["events published"] = len(published)
 

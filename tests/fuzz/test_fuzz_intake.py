@@ -9,6 +9,7 @@ be answered — processed, or dead-lettered with a reason code, a readable messa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import subprocess
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,6 +28,9 @@ from hub.contract.errors import ContractError
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
 from hub.contract.personnummer import contains_personnummer
 from hub.flows.routing import Router
+from hub.identity import PER_MUNICIPALITY
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 from hub.pipeline import Message, Pipeline, Result
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
@@ -41,6 +44,25 @@ from tests.hub.support import REPO, running_hub, wait_ready
 # Sized by --full; a hang is caught sooner by the timeouts of the reads.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 TOPICS = Topics()
+SERVED = frozenset(HubSettings().municipality_codes)
+LAHOLM = "1381"
+
+
+def placed(case: AgencyMessage, topics: Topics = TOPICS) -> tuple[str, AgencyMessage]:
+    """The agency topic a case is published on, and what must become of it there.
+
+    Each municipality has its own topic: a municipality's case goes to the topic of the municipality its event
+    is about, or to Laholm's when it has no event or its event is about the county (which has no topic). On a
+    municipality's topic an event about another one is refused (``not_allowed_for_agency``), so a good event
+    about the county is a bad one there."""
+    if case.agency not in PER_MUNICIPALITY:
+        return topics.agency(case.agency), case
+    code = case.event.envelope.municipality_code if case.event is not None else None
+    if code in SERVED:
+        return topics.agency(case.agency, code), case
+    if case.event is not None and case.label == "good":
+        case = dataclasses.replace(case, label="bad", reasons=frozenset({"not_allowed_for_agency"}))
+    return topics.agency(case.agency, LAHOLM), case
 
 
 def canary(n: int) -> f.ev.MinorSuspected:
@@ -90,8 +112,8 @@ def test_pipeline_answers_every_message_and_keeps_delivering(fuzz_cases: int,
     offsets = itertools.count()
     audit_trail: list[tuple[int, int, AuditRecord]] = []
 
-    def run(value: bytes, agency: str, partition: int, key: bytes | None) -> tuple[Message, Result]:
-        msg = Message(TOPICS.agency(agency), partition, next(offsets), key, value)
+    def run(value: bytes, topic: str, partition: int, key: bytes | None) -> tuple[Message, Result]:
+        msg = Message(topic, partition, next(offsets), key, value)
         result = pipeline.process(msg, now=f.NOW)
         records = [SERDE.decode(o.value) for o in result.outputs if o.topic == TOPICS.audit]
         audit_trail.extend((r.partition, len(audit_trail), r) for r in records if isinstance(r, AuditRecord))
@@ -101,11 +123,12 @@ def test_pipeline_answers_every_message_and_keeps_delivering(fuzz_cases: int,
     @given(case=agency_messages(), partition=st.integers(0, 3), key=st.none() | st.binary(max_size=40))
     def one(case: AgencyMessage, partition: int, key: bytes | None) -> None:
         n = next(offsets)
-        msg, result = run(case.materialise(case_id("intake", n)), case.agency, partition, key)
+        topic, case = placed(case)
+        msg, result = run(case.materialise(case_id("intake", n)), topic, partition, key)
         check_answer(case, msg, result)
         fig.count(case.family)
         good = canary(n)
-        _, after = run(SERDE.encode(good), "polisen", partition, None)
+        _, after = run(SERDE.encode(good), TOPICS.agency("polisen"), partition, None)
         delivered = [o.topic for o in after.outputs if o.topic.startswith("deliver.")]
         assert delivered == [TOPICS.deliver("socialtjanst", "1382")], "a good event after a bad one was not delivered"
 
@@ -118,9 +141,9 @@ def test_pipeline_answers_every_message_and_keeps_delivering(fuzz_cases: int,
 # -- one batch through a real worker ----------------------------------------------------------------------
 
 
-async def publish(bootstrap: str, messages: list[tuple[str, bytes]]) -> list[tuple[str, int, int]]:
+async def publish(kafka: KafkaAccess, messages: list[tuple[str, bytes]]) -> list[tuple[str, int, int]]:
     """Send in order; the (topic, partition, offset) each message got."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=20)
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all", linger_ms=20)
     await producer.start()
     try:
         futures = [await producer.send(topic, value) for topic, value in messages]
@@ -141,8 +164,9 @@ def test_real_worker_dead_letters_every_bad_message_and_delivers_the_good_ones(
         messages: list[tuple[str, bytes]] = []
         expected: list[AgencyMessage | None] = []  # None: a canary
         canaries: set[str] = set()
-        for n, case in enumerate(cases):
-            messages.append((t.agency(case.agency), case.materialise(case_id("worker", n))))
+        for n, drawn in enumerate(cases):
+            topic, case = placed(drawn, t)
+            messages.append((topic, case.materialise(case_id("worker", n))))
             expected.append(case)
             fig.count(case.family)
             if n % 10 == 0:
@@ -150,7 +174,7 @@ def test_real_worker_dead_letters_every_bad_message_and_delivers_the_good_ones(
                 canaries.add(str(good.envelope.event_id))
                 messages.append((t.agency("polisen"), SERDE.encode(good)))
                 expected.append(None)
-        where = asyncio.run(publish(hub.bootstrap, messages))
+        where = asyncio.run(publish(hub.admin, messages))
 
         social = t.deliver("socialtjanst", "1382")
 

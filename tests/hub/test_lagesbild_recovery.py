@@ -171,12 +171,11 @@ def _week(e: Event) -> str:
 def _produce(hub: HubUnderTest, records: list[tuple[str, bytes, bytes]]) -> None:
     import asyncio
 
-    from aiokafka import AIOKafkaProducer
-
+    from hub.kafka import clients
     from hub.lagesbild_rebuild import _increment_key
 
     async def go() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=hub.bootstrap, acks="all")
+        producer = clients.producer(hub.admin, acks="all")
         await producer.start()
         try:
             for topic, key, value in records:

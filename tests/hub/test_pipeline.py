@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from connectors.base import event_topic
 from hub.audit import AuditChain, verify
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
 from hub.contract.serde import Serde
@@ -15,6 +16,7 @@ from hub.pipeline import Message, Pipeline, Result
 from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
 from hub.settings import HubSettings
+from hub.topics import Topics
 from tests import factories as f
 
 SERDE = Serde()
@@ -31,8 +33,8 @@ _offsets = iter(range(10**9))
 
 def feed(p: Pipeline, event: object, topic: str | None = None) -> Result:
     value = SERDE.encode(event)  # type: ignore[arg-type]
-    agency = event.envelope.source_agency.value  # type: ignore[attr-defined]
-    return p.process(Message(topic or f"agency.{agency}.events", 0, next(_offsets), None, value), now=f.NOW)
+    topic = topic or event_topic(event, Topics())  # type: ignore[arg-type]
+    return p.process(Message(topic, 0, next(_offsets), None, value), now=f.NOW)
 
 
 def deliveries(result: Result) -> dict[str, Delivery]:
@@ -137,7 +139,7 @@ def test_bad_inputs_are_dead_lettered_with_reason(pipeline: Pipeline) -> None:
     assert reason(pipeline.process(Message("agency.polisen.events", 2, 8, None, b"\xc3\x01" + b"\x00" * 8 + b"x"))) \
         == "unknown_fingerprint"
     spoof = f.minor_suspected()
-    assert reason(feed(pipeline, spoof, topic="agency.kommun.events")) == "not_allowed_for_agency"
+    assert reason(feed(pipeline, spoof, topic="agency.kommun.1381.events")) == "not_allowed_for_agency"
     # Schema-valid, semantically invalid: LUL 6 § is about minors. Built without validation, as a
     # faulty sender would.
     valid = f.minor_suspected()

@@ -9,8 +9,9 @@ import sys
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from hub.kafka import clients
 from tests import factories as f
 from tests.hub.support import REPO, HubUnderTest, wait_ready
 
@@ -26,7 +27,7 @@ def reconcile(hub: HubUnderTest, *args: str) -> tuple[int, dict[str, object]]:
 async def skip_ahead(hub: HubUnderTest, group: str) -> None:
     """Commit the group's offsets at the end of every agency partition, as a faulty consumer would."""
     topic = hub.topics.agency("polisen")
-    consumer = AIOKafkaConsumer(bootstrap_servers=hub.bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = clients.consumer(hub.admin, group_id=group)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(hub.settings().topic_partitions)]

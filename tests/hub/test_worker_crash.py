@@ -45,7 +45,7 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory
         wait_ready(hub, restarted)
 
         async def settled() -> bool:
-            r = await reconcile(kafka_bootstrap, hub.settings())
+            r = await reconcile(hub.admin, hub.settings())
             print(f"reconcile: {r.source_messages} in, {r.accounted} accounted, {r.lost} not yet", flush=True)
             return r.source_messages == n and r.lost == 0
 

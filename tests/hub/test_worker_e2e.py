@@ -13,7 +13,6 @@ import pytest
 
 from hub.contract.outputs import AuditRecord, Deadletter, Delivery
 from hub.deadline import Deadline
-from hub.topics import AGENCIES
 from tests import factories as f
 from tests.hub.support import REPO, SERDE, HubUnderTest, running_hub
 
@@ -169,10 +168,10 @@ def test_audit_verify_passes_then_catches_a_forged_record(hub: HubUnderTest, tmp
     forged = genuine.model_copy(update={"seq": genuine.seq + 1, "receiver": "sig", "prev_hash": "f" * 64})
     import asyncio
 
-    from aiokafka import AIOKafkaProducer
+    from hub.kafka import clients
 
     async def append() -> None:
-        p = AIOKafkaProducer(bootstrap_servers=hub.bootstrap)
+        p = clients.producer(hub.admin)
         await p.start()
         try:
             await p.send_and_wait(t.audit, SERDE.encode(forged), partition=genuine.partition)
@@ -206,7 +205,7 @@ def test_worker_metrics_expose_the_core_counters(hub: HubUnderTest) -> None:
     # consumer lag per assigned source partition: every agency topic and the lägesbild stage's
     lag = {(s.labels["topic"], s.labels["partition"]): s.value for fam in families for s in fam.samples
            if s.name == "hub_consumer_lag"}  # fmt: skip
-    sources = {hub.topics.agency(a) for a in AGENCIES} | {hub.topics.lagesbild}
+    sources = {*hub.topics.sources(hub.settings().municipality_codes), hub.topics.lagesbild}
     assert {t for t, _ in lag} == sources
     assert len(lag) == len(sources) * hub.settings().topic_partitions
 
@@ -220,7 +219,7 @@ def test_consumer_lag_counts_what_the_worker_has_not_processed(hub: HubUnderTest
     def kommun_lag() -> float:
         with urllib.request.urlopen(f"http://127.0.0.1:{hub.web_port}/metrics", timeout=5) as r:
             families = text_string_to_metric_families(r.read().decode())
-        kommun = hub.topics.agency("kommun")
+        kommun = hub.topics.agency("kommun", "1315")
         return sum(s.value for fam in families for s in fam.samples
                    if s.name == "hub_consumer_lag" and s.labels["topic"] == kommun)  # fmt: skip
 

@@ -1,6 +1,7 @@
 """A minimal faust app (one agent, one table) that the platform test runs as a real worker process.
 
-Configured by environment: PROBE_BOOTSTRAP, PROBE_NAME (app id and topic prefix), PROBE_DATADIR.
+Configured by environment: PROBE_BOOTSTRAP, PROBE_NAME (app id and topic prefix), PROBE_DATADIR; it connects
+to the secured session broker as its super user (``HUB_KAFKA__CA_FILE``, ``HUB_KAFKA__CREDENTIALS_DIR``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from collections.abc import AsyncIterator
 
 import faust
 
+from hub.kafka import clients
+from tests.kafka_env import access
+
 NAME = os.environ.get("PROBE_NAME", "probe")
+KAFKA = access(os.environ.get("PROBE_BOOTSTRAP", "127.0.0.1:9092"))
 
 app = faust.App(
     NAME,
-    broker=f"kafka://{os.environ.get('PROBE_BOOTSTRAP', '127.0.0.1:9092')}",
+    broker=f"kafka://{KAFKA.bootstrap}",
+    broker_credentials=clients.faust_credentials(KAFKA),
     store="memory://",
     datadir=os.environ["PROBE_DATADIR"],
     web_enabled=False,

@@ -9,14 +9,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
+from tests.kafka_env import security_env
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-async def _create(bootstrap: str, *topics: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create(kafka: KafkaAccess, *topics: str) -> None:
+    admin = clients.admin(kafka)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(t, num_partitions=2, replication_factor=1) for t in topics])
@@ -24,8 +27,8 @@ async def _create(bootstrap: str, *topics: str) -> None:
         await admin.close()
 
 
-async def _produce(bootstrap: str, topic: str, keys: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+async def _produce(kafka: KafkaAccess, topic: str, keys: list[bytes]) -> None:
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for key in keys:
@@ -34,8 +37,8 @@ async def _produce(bootstrap: str, topic: str, keys: list[bytes]) -> None:
         await producer.stop()
 
 
-async def _latest_counts(bootstrap: str, topic: str, expect: dict[bytes, bytes]) -> dict[bytes, bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+async def _latest_counts(kafka: KafkaAccess, topic: str, expect: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    consumer = clients.consumer(kafka, topic, auto_offset_reset="earliest")
     await consumer.start()
     latest: dict[bytes, bytes] = {}
     try:
@@ -51,11 +54,11 @@ async def _latest_counts(bootstrap: str, topic: str, expect: dict[bytes, bytes])
 
 
 def test_faust_agent_and_table_count_per_key(
-    kafka_bootstrap: str, unique: Callable[[str], str], tmp_path: Path
+    kafka_bootstrap: str, kafka_admin: KafkaAccess, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
     name = unique("probe")
-    asyncio.run(_create(kafka_bootstrap, f"{name}-in", f"{name}-out"))
-    env = {**os.environ, "PROBE_BOOTSTRAP": kafka_bootstrap, "PROBE_NAME": name,
+    asyncio.run(_create(kafka_admin, f"{name}-in", f"{name}-out"))
+    env = {**os.environ, **security_env(), "PROBE_BOOTSTRAP": kafka_bootstrap, "PROBE_NAME": name,
            "PROBE_DATADIR": str(tmp_path / "faust")}  # fmt: skip
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
@@ -65,8 +68,8 @@ def test_faust_agent_and_table_count_per_key(
     )  # fmt: skip
     try:
         keys = [b"halmstad", b"laholm", b"hylte"] * 10
-        asyncio.run(_produce(kafka_bootstrap, f"{name}-in", keys))
-        got = asyncio.run(_latest_counts(kafka_bootstrap, f"{name}-out", {k: b"10" for k in set(keys)}))
+        asyncio.run(_produce(kafka_admin, f"{name}-in", keys))
+        got = asyncio.run(_latest_counts(kafka_admin, f"{name}-out", {k: b"10" for k in set(keys)}))
     finally:
         worker.terminate()
         worker.wait(timeout=60)

@@ -7,17 +7,19 @@ import gc
 from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
+from hub.kafka import clients
 from hub.kafka.admin import TopicSpec, ensure_topics
+from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_batches_to_end, read_to_end
 
 pytestmark = pytest.mark.kafka
 
 
-async def _write(bootstrap: str, topic: str, n: int) -> None:
-    await ensure_topics(bootstrap, [TopicSpec(topic, 3)])
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def _write(kafka: KafkaAccess, topic: str, n: int) -> None:
+    await ensure_topics(kafka, [TopicSpec(topic, 3)])
+    producer = clients.producer(kafka, acks="all")
     await producer.start()
     try:
         for i in range(n):
@@ -32,15 +34,15 @@ def _open_consumers() -> list[AIOKafkaConsumer]:
 
 
 def test_every_record_once_in_offset_order_per_partition_by_record_and_by_batch(
-    kafka_bootstrap: str, unique: Callable[[str], str]
+    kafka_admin: KafkaAccess, unique: Callable[[str], str]
 ) -> None:
     topic, n = unique("read"), 3000
 
     async def run() -> tuple[list[tuple[int, int, bytes]], list[tuple[int, int, bytes]], list[int]]:
-        await _write(kafka_bootstrap, topic, n)
-        records = [(r.partition, r.offset, r.value) async for r in read_to_end(kafka_bootstrap, [topic])]
+        await _write(kafka_admin, topic, n)
+        records = [(r.partition, r.offset, r.value) async for r in read_to_end(kafka_admin, [topic])]
         batched, sizes = [], []
-        async for tp, batch in read_batches_to_end(kafka_bootstrap, [topic], partitions={0, 2}):
+        async for tp, batch in read_batches_to_end(kafka_admin, [topic], partitions={0, 2}):
             sizes.append(len(batch))
             batched += [(tp.partition, m.offset, m.value) for m in batch]
         return records, batched, sizes
@@ -53,12 +55,12 @@ def test_every_record_once_in_offset_order_per_partition_by_record_and_by_batch(
     assert len(sizes) < len(batched)  # batches, not one record at a time
 
 
-def test_a_reader_that_stops_early_closes_its_consumer(kafka_bootstrap: str, unique: Callable[[str], str]) -> None:
+def test_a_reader_that_stops_early_closes_its_consumer(kafka_admin: KafkaAccess, unique: Callable[[str], str]) -> None:
     topic = unique("read-early")
 
     async def run() -> tuple[int, int]:
-        await _write(kafka_bootstrap, topic, 300)
-        reader = read_to_end(kafka_bootstrap, [topic])
+        await _write(kafka_admin, topic, 300)
+        reader = read_to_end(kafka_admin, [topic])
         await anext(reader)
         reading = len(_open_consumers())
         await reader.aclose()  # what `break` out of `async for` leads to, without waiting for garbage collection

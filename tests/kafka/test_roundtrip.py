@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
+
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
 
 Record = tuple[bytes | None, bytes | None]
 
 
-async def _roundtrip(bootstrap: str, topic: str, group: str, n: int) -> list[Record]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _roundtrip(kafka: KafkaAccess, topic: str, group: str, n: int) -> list[Record]:
+    admin = clients.admin(kafka)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
     finally:
         await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
+    producer = clients.producer(kafka, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         for i in range(n):
@@ -26,10 +28,7 @@ async def _roundtrip(bootstrap: str, topic: str, group: str, n: int) -> list[Rec
         await producer.flush()
     finally:
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )  # fmt: skip
+    consumer = clients.consumer(kafka, topic, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     got: list[Record] = []
     try:
@@ -44,10 +43,10 @@ async def _roundtrip(bootstrap: str, topic: str, group: str, n: int) -> list[Rec
 
 
 def test_idempotent_acks_all_roundtrip_keeps_per_key_order(
-    kafka_bootstrap: str, unique: Callable[[str], str]
+    kafka_admin: KafkaAccess, unique: Callable[[str], str]
 ) -> None:
     n = 500
-    got = asyncio.run(_roundtrip(kafka_bootstrap, unique("rt"), unique("grp"), n))
+    got = asyncio.run(_roundtrip(kafka_admin, unique("rt"), unique("grp"), n))
     assert sorted(v for _, v in got) == [b"event-%04d" % i for i in range(n)]
     # Same key → same partition → the order the producer sent them in.
     for person in range(5):

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from hub.audit import record_hash
 from hub.contract.outputs import AuditRecord, Decision
+from hub.kafka import clients
 from hub.kafka.admin import TopicSpec, ensure_topics
+from hub.kafka.provision import apply_acls
 from hub.kafka.read import read_to_end
 from tests import factories as f
 from tests.hub.support import REPO, SERDE, HubUnderTest, running_hub
@@ -70,7 +71,7 @@ def trail(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
         async def raw() -> Trail:
             out: Trail = {}
-            async for m in read_to_end(kafka_bootstrap, [t.audit]):
+            async for m in read_to_end(hub.admin, [t.audit]):
                 out.setdefault(m.partition, []).append(m.value)
             return out
 
@@ -84,12 +85,13 @@ def trail(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def copy_into_fresh_namespace(real: RealTrail, records: Trail) -> HubUnderTest:
-    """A namespace with only ``hub.audit``, holding ``records`` partition by partition, in order."""
+    """A namespace with only ``hub.audit``, holding ``records`` partition by partition, in order (written as
+    the administrator; the namespace's ACLs let the operator's ``hub audit verify`` read it)."""
     hub = HubUnderTest(real.bootstrap, f"tamper{uuid.uuid4().hex[:6]}.", real.state_dir)
 
     async def write() -> None:
-        await ensure_topics(real.bootstrap, [TopicSpec(hub.topics.audit, real.partitions, {"retention.ms": "-1"})])
-        producer = AIOKafkaProducer(bootstrap_servers=real.bootstrap, enable_idempotence=True, acks="all")
+        await ensure_topics(hub.admin, [TopicSpec(hub.topics.audit, real.partitions, {"retention.ms": "-1"})])
+        producer = clients.producer(hub.admin, enable_idempotence=True, acks="all")
         await producer.start()
         try:
             for partition, values in records.items():
@@ -99,6 +101,7 @@ def copy_into_fresh_namespace(real: RealTrail, records: Trail) -> HubUnderTest:
             await producer.stop()
 
     asyncio.run(write())
+    apply_acls(hub.admin, hub.settings())
     return hub
 
 

@@ -27,6 +27,8 @@ from tests.hub.support import HubUnderTest
 pytestmark = pytest.mark.kafka
 
 PNR = make_pnr("20110305", "991")
+LAHOLM = "kommun-1381"
+"""The source unit whose drop folder it is (every row here is about 1381)."""
 
 
 def row(**overrides: Any) -> dict[str, Any]:
@@ -43,7 +45,7 @@ def make_hub(bootstrap: str, tmp_path: Path, unique: Callable[[str], str]) -> Hu
 
 
 def run_once(hub: HubUnderTest, folder: Path, timeout_s: float = 120) -> dict[str, Any]:
-    connector = FileDropConnector(hub.settings(), agency="kommun", directory=folder, once=True)
+    connector = FileDropConnector(hub.settings(), agency=LAHOLM, directory=folder, once=True)
 
     async def go() -> dict[str, Any]:
         return await asyncio.wait_for(connector.execute(handle_signals=False), timeout_s)
@@ -52,7 +54,7 @@ def run_once(hub: HubUnderTest, folder: Path, timeout_s: float = 120) -> dict[st
 
 
 def published(hub: HubUnderTest, expect: int) -> list[Event]:
-    topic = hub.topics.agency("kommun")
+    topic = hub.topics.agency("kommun", "1381")
     got = hub.read([topic], until=lambda g: len(g[topic]) >= expect, quiet_s=2, timeout_s=60)[topic]
     return [e for e in got if isinstance(e, Event)]
 
@@ -95,7 +97,7 @@ def test_the_cli_says_so_in_one_line_and_exits_2(kafka_bootstrap: str, tmp_path:
     folder = tmp_path / "drop"
     folder.mkdir()
     (folder / "done").symlink_to(tmp_path, target_is_directory=True)
-    done = subprocess.run([sys.executable, "-m", "hub.cli", "connector", "filedrop", "--agency", "kommun",
+    done = subprocess.run([sys.executable, "-m", "hub.cli", "connector", "filedrop", "--agency", LAHOLM,
                            str(folder), "--once"], cwd=REPO, env=hub.env, capture_output=True, text=True,
                           timeout=120)  # fmt: skip
     assert done.returncode == 2, done.stderr
@@ -118,7 +120,7 @@ def test_a_fifo_is_never_opened_for_reading(kafka_bootstrap: str, tmp_path: Path
     assert sorted(p.name for p in folder.iterdir()) == ["done", "pipe.csv"]
 
     # The race: the scan saw a regular file, then a FIFO took its name before the read.
-    connector = FileDropConnector(hub.settings(), agency="kommun", directory=folder, once=True)
+    connector = FileDropConnector(hub.settings(), agency=LAHOLM, directory=folder, once=True)
     swapped = folder / "swapped.csv"
     os.mkfifo(swapped)
     outcome: list[object] = []
@@ -155,7 +157,7 @@ def test_a_personnummer_in_a_file_name_is_not_logged_checkpointed_or_printed(
     assert progress["produced"] == 2
     assert sorted(p.name for p in (folder / "done").iterdir()) == sorted(
         [names[0], names[1], f"{names[1]}.rejects.csv", names[2], f"{names[2]}.rejects.csv"])  # fmt: skip
-    text = json.dumps(progress) + (hub.state_dir / "connectors" / "filedrop-kommun.json").read_text() + caplog.text
+    text = json.dumps(progress) + (hub.state_dir / "connectors" / f"filedrop-{LAHOLM}.json").read_text() + caplog.text
     for form in (PNR, dashed, PNR[2:]):
         assert form not in text
     assert "<personnummer>" in text  # the files are still told apart by what is left of their names
