@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_e2e, bench_ingest, bench_pipeline, bench_recovery, bench_serde, bench_worker
+from bench import bench_e2e, bench_ingest, bench_pipeline, bench_recovery, bench_serde, bench_tls, bench_worker
 from bench.report import (
     Figure,
     Section,
@@ -53,7 +53,7 @@ from hub.settings import HubSettings
 REPO = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
-BENCHMARKS = ("serde", "ingest", "worker", "e2e", "recovery")
+BENCHMARKS = ("serde", "ingest", "worker", "tls", "e2e", "recovery")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,12 @@ def sections(z: Sizes) -> list[Section]:
             Figure("worker.p99_ms", "processing latency per message, p99", "ms"),
             Figure("worker.startup_s", "worker start → /ready", "s"),
         ]),
+        Section(f"What the trust boundary costs: raw passthrough of {z.worker_events:,} events, secured broker vs a "
+                "plaintext one (same release, same machine, order alternated per run)", [
+            Figure("tls.plaintext_eps", "plaintext broker, no authentication (for this comparison only)", "events/s"),
+            Figure("tls.secured_eps", "secured broker: TLS, SASL/SCRAM-SHA-512, ACLs (as everywhere else)", "events/s"),
+            Figure("tls.ratio", "secured / plaintext", "×", "reported (the cost of the trust boundary)"),
+        ]),
         Section(f"End to end: gateway → worker → receiver topic, {z.e2e_rate:,.0f} events/s offered for "
                 f"{z.e2e_duration:g} s", [
             Figure("e2e.offered_eps", "offered", "events/s"),
@@ -162,6 +168,9 @@ METHOD = """\
   work without Kafka (`bench/bench_pipeline.py`): the same kind of events through `Pipeline.process` and
   the lägesbild stage in the benchmark's process, tables as dicts — what one worker could reach if faust,
   aiokafka and the broker cost nothing.
+- **Trust boundary** (`bench/bench_tls.py`): the same raw passthrough on the secured broker (TLS on every
+  listener, SASL/SCRAM-SHA-512, ACLs: how every figure here is measured) and on a plaintext broker of the same
+  release started beside it for this comparison only; the order alternates from run to run.
 - **End to end** (`bench/bench_e2e.py`): `hub worker` and `hub ingest` as processes; simulated traffic of every
   agency posted as NDJSON every 20 ms at the offered rate; latency = post → `hub.delivery` read from
   `deliver.<receiver>.<kommunkod>`, every delivery counted. When the worker cannot keep up, the rate it
@@ -235,8 +244,19 @@ def run_recovery(ctx: Context) -> dict[str, float]:
     return out
 
 
+def run_tls(ctx: Context) -> dict[str, float]:
+    """The raw passthrough on the secured broker and on a plaintext one started for this run only."""
+    events = ctx.once("worker_events", lambda: bench_worker.encode_events(ctx.sizes.worker_events))
+    turn = ctx.cache.get("tls_runs", 0)
+    ctx.cache["tls_runs"] = turn + 1
+    with bench_tls.plaintext_broker(ctx.work) as plain:
+        r = asyncio.run(bench_tls.compare(ctx.bootstrap, plain, events, secured_first=turn % 2 == 1))
+    return {"tls.plaintext_eps": r["plaintext"], "tls.secured_eps": r["secured"], "tls.ratio": r["ratio"]}
+
+
 RUNNERS: dict[str, Callable[[Context], dict[str, float]]] = {
-    "serde": run_serde, "ingest": run_ingest, "worker": run_worker, "e2e": run_e2e, "recovery": run_recovery,
+    "serde": run_serde, "ingest": run_ingest, "worker": run_worker, "tls": run_tls, "e2e": run_e2e,
+    "recovery": run_recovery,
 }  # fmt: skip
 
 
