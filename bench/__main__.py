@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import shutil
 import sys
@@ -191,6 +192,8 @@ class Context:
     work: Path
     sizes: Sizes
     cache: dict[str, Any] = field(default_factory=dict)
+    resources: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    """What a benchmark started for the whole invocation (the plaintext broker), closed at the end."""
 
     def once(self, name: str, make: Callable[[], Any]) -> Any:
         """A value made once per invocation (prepared events, the recovery table) and reused by every run."""
@@ -249,8 +252,10 @@ def run_tls(ctx: Context) -> dict[str, float]:
     events = ctx.once("worker_events", lambda: bench_worker.encode_events(ctx.sizes.worker_events))
     turn = ctx.cache.get("tls_runs", 0)
     ctx.cache["tls_runs"] = turn + 1
-    with bench_tls.plaintext_broker(ctx.work) as plain:
-        r = asyncio.run(bench_tls.compare(ctx.bootstrap, plain, events, secured_first=turn % 2 == 1))
+    # One plaintext broker for all runs, warmed like the secured one (which has served every benchmark before):
+    # a broker's first minute (JIT, page cache) is slower than its steady state.
+    plain = ctx.once("tls_broker", lambda: ctx.resources.enter_context(bench_tls.plaintext_broker(ctx.work)))
+    r = asyncio.run(bench_tls.compare(ctx.bootstrap, plain, events, secured_first=turn % 2 == 1))
     return {"tls.plaintext_eps": r["plaintext"], "tls.secured_eps": r["secured"], "tls.ratio": r["ratio"]}
 
 
@@ -324,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         if broker_pid is not None:
             rss.watch("broker", broker_pid)
         ctx = Context(bootstrap, work, sizes)
+        stack = ctx.resources.__enter__()
         for name in names:
             for i in range(args.runs):
                 print(f"== {name}, run {i + 1} of {args.runs} ({time.perf_counter() - started:.0f} s)",
@@ -336,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                     break  # the next runs would fail alike; go on with the next benchmark
                 for key, value in figures.items():
                     results.setdefault(key, []).append(float(value))
+        stack.close()
         rss.stop()
         results["rss.broker"] = [rss.peak_mib("broker")]
         results["rss.driver"] = [self_peak_mib()]
