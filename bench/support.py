@@ -105,7 +105,7 @@ def hub_env(bootstrap: str, namespace: str, state_dir: Path, **extra: str) -> di
     env.update({k: os.environ[k] for k in SECURITY_VARS if k in os.environ})
     env.update(
         HUB_KAFKA_BOOTSTRAP=bootstrap, HUB_TOPIC_NAMESPACE=namespace, HUB_WORKER__APP_ID=f"{namespace}hub",
-        HUB_STATE_DIR=str(state_dir), HUB_ENV="dev",
+        HUB_STATE_DIR=str(state_dir), HUB_ENV="dev", HUB_WORKER__PROCESSES="1",  # one process unless asked
     )  # fmt: skip
     env.update(extra)
     return env

@@ -13,7 +13,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 
 from hub.contract.outputs import AuditRecord, Decision
 from hub.kafka.clients import KafkaAccess
@@ -23,25 +26,42 @@ GENESIS = "0" * 64
 
 def record_hash(record: AuditRecord) -> str:
     """SHA-256 over the record's content (everything but ``hash``) in a canonical JSON form."""
-    content = {
-        "seq": record.seq,
-        "event_id": record.event_id,
-        "receiver": record.receiver,
-        "legal_basis": record.legal_basis,
-        "decision": record.decision.value,
-        "reason": record.reason,
-        "fields_disclosed": list(record.fields_disclosed),
-        "at": int(record.at.timestamp() * 1000),
-        "prev_hash": record.prev_hash,
-        "partition": record.partition,
-    }
+    return content_hash(
+        seq=record.seq, event_id=record.event_id, receiver=record.receiver, legal_basis=record.legal_basis,
+        decision=record.decision.value, reason=record.reason, fields_disclosed=list(record.fields_disclosed),
+        at_ms=int(record.at.timestamp() * 1000), prev_hash=record.prev_hash, partition=record.partition,
+        source_unit=record.source_unit, credential=record.credential,
+    )  # fmt: skip
+
+
+def content_hash(
+    *, seq: int, event_id: str, receiver: str, legal_basis: str, decision: str, reason: str | None,
+    fields_disclosed: list[str], at_ms: int, prev_hash: str, partition: int, source_unit: str | None,
+    credential: str | None,
+) -> str:  # fmt: skip
+    """The hash of one record's content: SHA-256 over its canonical JSON (keys sorted, no spaces, ASCII with
+    ``\\u`` escapes). orjson writes exactly those bytes for ASCII content (tested against ``json.dumps``);
+    content with other characters takes the standard library's encoder, so every hash ever written holds."""
+    content: dict[str, object] = {
+        "seq": seq, "event_id": event_id, "receiver": receiver, "legal_basis": legal_basis, "decision": decision,
+        "reason": reason, "fields_disclosed": fields_disclosed, "at": at_ms, "prev_hash": prev_hash,
+        "partition": partition,
+    }  # fmt: skip
     # v2 fields join the hashed content only when set, so the hashes of records written before them still hold.
-    if record.source_unit is not None:
-        content["source_unit"] = record.source_unit
-    if record.credential is not None:
-        content["credential"] = record.credential
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    if source_unit is not None:
+        content["source_unit"] = source_unit
+    if credential is not None:
+        content["credential"] = credential
+    canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
+    if not canonical.isascii():
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def millis(at: datetime) -> datetime:
+    """``at`` in UTC truncated to milliseconds, as the contract stores it (Avro timestamp-millis)."""
+    at = at.astimezone(UTC)
+    return at.replace(microsecond=at.microsecond - at.microsecond % 1000)
 
 
 class AuditChain:
@@ -60,20 +80,38 @@ class AuditChain:
     def forget(self, partition: int) -> None:
         self.heads.pop(partition, None)
 
+    def append_datum(
+        self, partition: int, *, event_id: str, receiver: str, legal_basis: str, decision: Decision,
+        reason: str | None, fields_disclosed: list[str], at: datetime, source_unit: str | None = None,
+        credential: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """The next record of ``partition``'s chain as the plain data its Avro schema takes (the hot path:
+        no model validation; the values come from validated events and the rules)."""
+        seq, prev = self.heads.get(partition, (0, GENESIS))
+        at = millis(at)
+        digest = content_hash(
+            seq=seq, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision.value,
+            reason=reason, fields_disclosed=fields_disclosed, at_ms=int(at.timestamp() * 1000), prev_hash=prev,
+            partition=partition, source_unit=source_unit, credential=credential,
+        )  # fmt: skip
+        self.heads[partition] = (seq + 1, digest)
+        return {
+            "seq": seq, "event_id": event_id, "receiver": receiver, "legal_basis": legal_basis,
+            "decision": decision.value, "reason": reason, "fields_disclosed": fields_disclosed, "at": at,
+            "prev_hash": prev, "hash": digest, "partition": partition, "source_unit": source_unit,
+            "credential": credential,
+        }  # fmt: skip
+
     def append(
         self, partition: int, *, event_id: str, receiver: str, legal_basis: str, decision: Decision,
         reason: str | None, fields_disclosed: list[str], at: datetime, source_unit: str | None = None,
         credential: str | None = None,
     ) -> AuditRecord:  # fmt: skip
-        seq, prev = self.heads.get(partition, (0, GENESIS))
-        draft = AuditRecord(
-            seq=seq, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision,
-            reason=reason, fields_disclosed=fields_disclosed, at=at, prev_hash=prev, hash="",
-            partition=partition, source_unit=source_unit, credential=credential,
-        )  # fmt: skip
-        record = draft.model_copy(update={"hash": record_hash(draft)})
-        self.heads[partition] = (seq + 1, record.hash)
-        return record
+        """:meth:`append_datum` as a validated :class:`AuditRecord`."""
+        return AuditRecord.model_validate(self.append_datum(
+            partition, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision,
+            reason=reason, fields_disclosed=fields_disclosed, at=at, source_unit=source_unit, credential=credential,
+        ))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -283,11 +283,10 @@ def refused(exc: BaseException) -> str | None:
 
 def _worker(args: argparse.Namespace, settings: HubSettings) -> int:
     from hub import identity
-    from hub.app import run_worker
+    from hub.worker.processes import run
 
     require_secrets(settings, "worker")
-    run_worker(settings, resolve_access(settings, identity.WORKER), loglevel=args.loglevel)
-    return 0
+    return run(settings, resolve_access(settings, identity.WORKER), loglevel=args.loglevel, processes=args.processes)
 
 
 def _topics_create(args: argparse.Namespace, settings: HubSettings) -> int:
@@ -680,6 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_schemas_parser(sub)
     wk = sub.add_parser("worker", help="run the routing worker (joins the consumer group; stop with Ctrl-C)")
     wk.add_argument("-l", "--loglevel", default="warn", choices=["crit", "error", "warn", "info", "debug"])
+    wk.add_argument("-p", "--processes", type=int, default=None,
+                    help="worker processes on this machine (default HUB_WORKER__PROCESSES, else one per core)")
     wk.set_defaults(handler=_worker)
 
     tp = sub.add_parser("topics", help="the hub's topics")

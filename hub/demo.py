@@ -301,7 +301,7 @@ class Demo:
         admin = self.kafka(identity.ADMIN)
         await ensure_topics(admin, hub_topics(self.settings))
         await asyncio.to_thread(apply_acls, admin, self.settings)
-        self.spawn("worker", "worker")
+        self.spawn("worker", "worker", "--processes", "1")  # one process: the operator page reads its /metrics
         self.spawn("ingest", "ingest")
         self.spawn("web", "web")
         await self.wait_ready("worker", f"http://127.0.0.1:{self.worker_port}/ready")

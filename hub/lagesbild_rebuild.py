@@ -26,13 +26,13 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from hub.audit import AuditChain
+from hub.contract.outputs import LagesbildAggregate
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, Publication, aggregate, aggregate_keys, county_increment
+from hub.flows.lagesbild import Counts, Publication, aggregate_keys, county_increment
 from hub.flows.routing import Router
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_to_end
-from hub.lagesbild_stage import aggregate_key
 from hub.lagesbild_store import encode_record
 from hub.pipeline import Message, Pipeline
 from hub.pseudonym import Pseudonymiser
@@ -135,7 +135,8 @@ async def rebuild(settings: HubSettings, kafka: KafkaAccess) -> RebuildReport:
         serde = Serde()
         for pub in _publications(counts, increments):
             target = topics.deliver(pub.receiver, pub.municipality_code)
-            await producer.send(target, key=aggregate_key(pub.record), value=serde.encode(pub.record))
+            value = serde.encode_datum(LagesbildAggregate.SCHEMA_NAME, pub.datum())
+            await producer.send(target, key=pub.key, value=value)
             report.published += 1
         await producer.flush()
     finally:
@@ -151,8 +152,8 @@ def _publications(counts: Counts, increments: Iterable[dict[str, Any]]) -> list[
     for inc in increments:
         for area, kind, period, key in aggregate_keys(inc):
             if key not in out:
-                record = aggregate(inc, area, kind, period, counts.counts[key], now)
-                out[key] = Publication(inc["receiver"], inc["municipality_code"], record)
+                count = counts.counts[key]
+                out[key] = Publication(inc["receiver"], inc["municipality_code"], inc, area, kind, period, count, now)
     return list(out.values())
 
 

@@ -4,8 +4,8 @@ increment (from ``hub.lagesbild``) → count it (:meth:`Counts.apply`) → the a
 ``deliver.<receiver>.<kommunkod>`` → the state record of a newly counted event → a burglary-wave alert to
 ``deliver.grannsamverkan.<kommunkod>`` → the county copy of the increment, back onto ``hub.lagesbild``.
 
-The worker (``hub.app``) feeds in each increment with the counts of its partition and produces the returned
-outputs in order; the benchmark of the worker's own work calls :meth:`LagesbildStage.process` directly.
+The worker (:mod:`hub.worker.batch`) feeds in each batch's increments with the counts of their partition and
+produces the returned outputs; the benchmark of the worker's own work calls :meth:`LagesbildStage.process` directly.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from hub.contract.fields import allowed_municipality_codes
 from hub.contract.outputs import Deadletter, LagesbildAggregate, ReasonCode
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, WaveRule, check_wave, contribution_key, county_increment
+from hub.flows.lagesbild import Counts, Publication, WaveRule, check_wave, contribution_key, county_increment
 from hub.lagesbild_store import encode_record
 from hub.pipeline import Output
 from hub.topics import Topics
@@ -49,11 +49,6 @@ def increment_problem(increment: object) -> str | None:
     return None
 
 
-def aggregate_key(record: LagesbildAggregate) -> bytes:
-    """The Kafka key of an aggregate on a receiver topic: one per area, category and period."""
-    return f"{record.area or '-'}|{record.category}|{record.period}".encode()
-
-
 @dataclass
 class LagesbildStage:
     serde: Serde
@@ -64,33 +59,46 @@ class LagesbildStage:
     """``municipality|area|category`` → alerted for the current wave (the worker's changelogged faust table)."""
 
     def process(self, counts: Counts, value: bytes, partition: int, offset: int = -1) -> list[Output]:
-        """The messages to produce for one increment read from ``partition`` of ``hub.lagesbild``; an
+        """The messages to produce for one increment read from ``partition`` of ``hub.lagesbild``."""
+        return self.process_batch(counts, [(value, offset)], partition)
+
+    def process_batch(self, counts: Counts, increments: list[tuple[bytes, int]], partition: int) -> list[Output]:
+        """The messages to produce for a batch of increments (value, offset) read from ``partition``.
+
+        Coalesced: one aggregate per touched key — its state after the whole batch, the same a receiver
+        would hold after one record per increment (a count that went 1 → 2 in the batch stays "<3"). An
         increment that cannot be counted becomes a dead letter (the stage never crashes on one)."""
-        try:
-            increment = json.loads(value)
-            problem = increment_problem(increment)
-        except (ValueError, TypeError):
-            increment, problem = None, "not a JSON increment"
-        if problem is not None:
-            return [self._deadletter(value, problem, partition, offset)]
-        record = contribution_key(increment)
-        new = record not in counts.contributions
-        outputs = []
-        for pub in counts.apply(increment):
-            target = self.topics.deliver(pub.receiver, pub.municipality_code)
-            outputs.append(Output(target, aggregate_key(pub.record), self.serde.encode(pub.record)))
-        if new:  # the state record lives in the increment's partition, where this worker reloads it from
-            outputs.append(Output(self.topics.lagesbild_state, *encode_record(record, counts.contributions[record]),
-                                  partition))  # fmt: skip
-        alert = check_wave(counts.counts, self.alerts, increment, self.wave_rule)
-        if alert is not None:
-            target = self.topics.deliver("grannsamverkan", alert.municipality_code)
-            outputs.append(Output(target, alert.area.encode(), self.serde.encode(alert)))
-        county = county_increment(increment, self.county_code)
-        if county is not None:
-            county_key = f"{county['receiver']}|{self.county_code}".encode()
-            outputs.append(Output(self.topics.lagesbild, county_key, json.dumps(county).encode()))
-        return outputs
+        aggregates: dict[tuple[str, bytes], Publication] = {}
+        outputs: list[Output] = []
+        for value, offset in increments:
+            try:
+                increment = json.loads(value)
+                problem = increment_problem(increment)
+            except (ValueError, TypeError):
+                increment, problem = None, "not a JSON increment"
+            if problem is not None:
+                outputs.append(self._deadletter(value, problem, partition, offset))
+                continue
+            record = contribution_key(increment)
+            new = record not in counts.contributions
+            for pub in counts.apply(increment):
+                target = self.topics.deliver(pub.receiver, pub.municipality_code)
+                aggregates.pop((target, pub.key), None)  # the latest state, in the order keys last changed
+                aggregates[(target, pub.key)] = pub
+            if new:  # the state record lives in the increment's partition, where this worker reloads it from
+                outputs.append(Output(self.topics.lagesbild_state,
+                                      *encode_record(record, counts.contributions[record]), partition))  # fmt: skip
+            alert = check_wave(counts.counts, self.alerts, increment, self.wave_rule)
+            if alert is not None:
+                target = self.topics.deliver("grannsamverkan", alert.municipality_code)
+                outputs.append(Output(target, alert.area.encode(), self.serde.encode(alert)))
+            county = county_increment(increment, self.county_code)
+            if county is not None:
+                county_key = f"{county['receiver']}|{self.county_code}".encode()
+                outputs.append(Output(self.topics.lagesbild, county_key, json.dumps(county).encode()))
+        name = LagesbildAggregate.SCHEMA_NAME
+        published = [Output(t, k, self.serde.encode_datum(name, pub.datum())) for (t, k), pub in aggregates.items()]
+        return [*published, *outputs]
 
     def _deadletter(self, value: bytes, problem: str, partition: int, offset: int) -> Output:
         record = Deadletter(

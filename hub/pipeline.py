@@ -28,10 +28,10 @@ from hub.contract.envelope import Event
 from hub.contract.errors import ContractError
 from hub.contract.events import ConsentGiven, ConsentWithdrawn
 from hub.contract.fields import allowed_municipality_codes
-from hub.contract.outputs import Deadletter, Decision, ReasonCode
+from hub.contract.outputs import AuditRecord, Deadletter, Decision, Delivery, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
-from hub.flows.minimise import build_delivery, disclosed_fields
+from hub.flows.minimise import delivery_datum, disclosed_fields
 from hub.flows.routing import Plan, Router, event_category, field_value
 from hub.identity import SourceUnit
 from hub.logsafety import redact
@@ -207,10 +207,10 @@ class Pipeline:
             self._audit(result, msg, event, plan.receiver, "aggregated", plan.spec.basis, None,
                         sorted(plan.spec.fields), now)  # fmt: skip
             return
-        delivery = build_delivery(plan, event, self.pseudonyms, now)
-        key = delivery.person_ref or plan.municipality_code
-        result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code),
-                                     key.encode(), self.serde.encode(delivery)))  # fmt: skip
+        delivery = delivery_datum(plan, event, self.pseudonyms, now)
+        key = delivery["person_ref"] or plan.municipality_code
+        value = self.serde.encode_datum(Delivery.SCHEMA_NAME, delivery)
+        result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code), key.encode(), value))
         metrics.DELIVERED.labels(plan.receiver).inc()
         self._audit(result, msg, event, plan.receiver, "delivered", plan.spec.basis, None,
                     disclosed_fields(plan, delivery), now)  # fmt: skip
@@ -234,12 +234,13 @@ class Pipeline:
         reason: str | None, fields: list[str], now: datetime,
     ) -> None:  # fmt: skip
         unit = self.topics.unit_of(msg.topic)
-        record = self.chain.append(
+        datum = self.chain.append_datum(
             msg.partition, event_id=str(event.envelope.event_id), receiver=receiver, legal_basis=basis,
             decision=Decision(decision), reason=reason, fields_disclosed=fields, at=now,
             source_unit=unit.name if unit else None, credential=msg.credential,
         )  # fmt: skip
-        result.outputs.append(Output(self.topics.audit, None, self.serde.encode(record), msg.partition))
+        value = self.serde.encode_datum(AuditRecord.SCHEMA_NAME, datum)
+        result.outputs.append(Output(self.topics.audit, None, value, msg.partition))
 
     def _deadletter(
         self, msg: Message, reason: str, message: str, event_id: str | None, now: datetime

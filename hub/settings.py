@@ -135,6 +135,10 @@ class WorkerSettings(BaseModel):
     """Static group membership id (unique per worker, e.g. ``worker-1``); unset = dynamic membership."""
     session_timeout_s: float = 10.0
     """How soon the group notices a crashed worker and gives its partitions to the others."""
+    processes: int | None = None
+    """``hub worker`` processes on this machine (``--processes``); unset: one per core."""
+    batch_max_records: int = 2000
+    """Messages per batch (one transaction each)."""
 
 
 class ConnectorSettings(BaseModel):

@@ -77,6 +77,16 @@ class Topics:
         return f"{self.namespace}hub.consent"
 
     @property
+    def dedup(self) -> str:
+        """Internal, compacted: the worker's dedup marks (source unit × event id → first seen where, when)."""
+        return f"{self.namespace}hub.dedup"
+
+    @property
+    def lagesbild_alerts(self) -> str:
+        """Internal, compacted: which areas' burglary wave has been alerted (no personal data)."""
+        return f"{self.namespace}hub.lagesbild-alerts"
+
+    @property
     def schemas(self) -> str:
         """Compacted: every schema version, keyed by fingerprint."""
         return f"{self.namespace}hub.schemas"

@@ -55,6 +55,22 @@ class Serde:
             raise ContractError("invalid_payload", f"cannot encode {sv.name}: {type(exc).__name__}") from None
         return out.getvalue()
 
+    def encode_datum(self, schema_name: str, datum: dict[str, Any]) -> bytes:
+        """Single-object encoding of plain data in the latest version of ``schema_name``, without a model:
+        the worker's hot path, for values it built from validated events (fastavro still refuses a datum
+        that does not fit the schema)."""
+        sv = self.registry.latest(schema_name)
+        if sv is None:
+            raise ContractError("unknown_event_type", f"no schema {schema_name}")
+        out = io.BytesIO()
+        out.write(MAGIC)
+        out.write(sv.fingerprint)
+        try:
+            schemaless_writer(out, sv.parsed, datum)
+        except Exception as exc:  # fastavro raises ValueError, TypeError, OverflowError, ...
+            raise ContractError("invalid_payload", f"cannot encode {sv.name}: {type(exc).__name__}") from None
+        return out.getvalue()
+
     # -- decode ---------------------------------------------------------------------------------------
 
     def decode_record(self, data: bytes) -> tuple[str, dict[str, Any]]:

@@ -27,15 +27,42 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from hub.audit import millis
 from hub.contract.outputs import AreaAlert, LagesbildAggregate, PeriodKind
 
 SUPPRESS_BELOW = 3
 
 @dataclass(frozen=True, slots=True)
 class Publication:
+    """One aggregate to publish, made into a record only when it is published (a batch publishes only
+    the last state of each key it touched)."""
+
     receiver: str
     municipality_code: str
-    record: LagesbildAggregate
+    increment: dict[str, Any]
+    area: str | None
+    kind: PeriodKind
+    period: str
+    count: int
+    at: datetime
+
+    @property
+    def record(self) -> LagesbildAggregate:
+        return aggregate(self.increment, self.area, self.kind, self.period, self.count, self.at)
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key of the aggregate on a receiver topic: one per area, category and period."""
+        return f"{self.area or '-'}|{self.increment['category']}|{self.period}".encode()
+
+    def datum(self) -> dict[str, Any]:
+        """:attr:`record` as the plain data its Avro schema takes, without validating a model (the hot path)."""
+        shown = self.count if self.count >= SUPPRESS_BELOW else None
+        return {
+            "municipality_code": self.municipality_code, "area": self.area, "category": self.increment["category"],
+            "period_kind": self.kind.value, "period": self.period, "count": shown, "suppressed": shown is None,
+            "updated_at": millis(self.at),
+        }  # fmt: skip
 
 
 def aggregate_keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, str, str]]:
@@ -83,8 +110,7 @@ class Counts:
         for area, kind, period, key in keys:
             count = self.counts.get(key, 0)
             if repeated or count >= SUPPRESS_BELOW or count == 1:
-                out.append(Publication(inc["receiver"], inc["municipality_code"],
-                                       aggregate(inc, area, kind, period, count, now)))  # fmt: skip
+                out.append(Publication(inc["receiver"], inc["municipality_code"], inc, area, kind, period, count, now))
         return out
 
 

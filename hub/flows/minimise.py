@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic_core import to_jsonable_python
 
+from hub.audit import millis
 from hub.contract.envelope import Event
 from hub.contract.outputs import Delivery
 from hub.flows.routing import Plan, field_value
@@ -29,8 +31,9 @@ def project(plan: Plan, event: Event) -> dict[str, str]:
     return out
 
 
-def build_delivery(plan: Plan, event: Event, pseudonyms: Pseudonymiser, now: datetime | None = None) -> Delivery:
-    """The ``hub.delivery`` record ``plan.receiver`` gets for ``event``."""
+def delivery_datum(plan: Plan, event: Event, pseudonyms: Pseudonymiser, now: datetime | None = None) -> dict[str, Any]:
+    """The ``hub.delivery`` record ``plan.receiver`` gets for ``event``, as the plain data its Avro schema
+    takes (the hot path: every value comes from the validated event and the rules)."""
     env = event.envelope
     person_ref: str | None = None
     personnummer: str | None = None
@@ -38,25 +41,24 @@ def build_delivery(plan: Plan, event: Event, pseudonyms: Pseudonymiser, now: dat
         person_ref = pseudonyms.pseudonym(plan.receiver, env.subject.personnummer)
         if plan.spec.person is PersonDisclosure.IDENTIFIED:
             personnummer = env.subject.personnummer
-    return Delivery(
-        receiver=plan.receiver,
-        municipality_code=plan.municipality_code,
-        legal_basis=plan.spec.basis,
-        event_id=str(env.event_id),
-        event_type=env.event_type,
-        person_ref=person_ref,
-        personnummer=personnummer,
-        fields=project(plan, event),
-        occurred_at=env.occurred_at,
-        delivered_at=now or datetime.now(UTC),
-    )
+    return {
+        "receiver": plan.receiver, "municipality_code": plan.municipality_code, "legal_basis": plan.spec.basis,
+        "event_id": str(env.event_id), "event_type": env.event_type, "person_ref": person_ref,
+        "personnummer": personnummer, "fields": project(plan, event), "occurred_at": env.occurred_at,
+        "delivered_at": millis(now or datetime.now(UTC)),
+    }  # fmt: skip
 
 
-def disclosed_fields(plan: Plan, delivery: Delivery) -> list[str]:
+def build_delivery(plan: Plan, event: Event, pseudonyms: Pseudonymiser, now: datetime | None = None) -> Delivery:
+    """:func:`delivery_datum` as a validated :class:`Delivery`."""
+    return Delivery.model_validate(delivery_datum(plan, event, pseudonyms, now))
+
+
+def disclosed_fields(plan: Plan, delivery: dict[str, Any]) -> list[str]:
     """What the audit records as disclosed: the projected paths plus any person reference."""
-    fields = sorted(delivery.fields)
-    if delivery.person_ref is not None:
+    fields = sorted(delivery["fields"])
+    if delivery["person_ref"] is not None:
         fields.append("person_ref")
-    if delivery.personnummer is not None:
+    if delivery["personnummer"] is not None:
         fields.append("personnummer")
     return fields

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
@@ -45,6 +46,8 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
         _spec(topics.lagesbild, n, retention.increments(policy)),
         _spec(topics.lagesbild_state, n, retention.state("the lägesbild's counted events (no personal data)")),
         _spec(topics.consent, n, retention.state("consent per person key, scope and municipality")),
+        _spec(topics.dedup, n, retention.state("dedup marks: source unit and event id (no personal data)")),
+        _spec(topics.lagesbild_alerts, n, retention.state("which areas' burglary wave was alerted")),
         _spec(topics.schemas, 1, retention.state("every schema version")),
     ]
     codes = [*settings.municipality_codes, settings.county_code]
@@ -111,22 +114,42 @@ async def replication_below(kafka: KafkaAccess, specs: list[TopicSpec], replicat
     return low
 
 
-async def last_record(kafka: KafkaAccess, topic: str, partition: int) -> bytes | None:
-    """The value of the last record in ``topic``/``partition``, or None when it is empty."""
-    tp = TopicPartition(topic, partition)
-    consumer = clients.consumer(kafka)
+async def last_records(kafka: KafkaAccess, topic: str, partitions: set[int]) -> dict[int, bytes | None]:
+    """The value of the last committed record in each of ``partitions`` of ``topic`` (None: empty).
+
+    Read ``read_committed``: the offsets before the end may be transaction markers or records of an aborted
+    transaction, which a reader never sees, so each partition is searched backwards in growing windows."""
+    consumer = clients.consumer(kafka, auto_offset_reset="earliest")
+    out: dict[int, bytes | None] = {}
     try:  # stopped even when starting fails (the broker may be down)
         await consumer.start()
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
-            return None
-        consumer.seek(tp, end - 1)
-        msg = await consumer.getone()
-        value: bytes | None = msg.value
-        return value
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            out[tp.partition] = await _last_before(consumer, tp, ends[tp])
     finally:
         await consumer.stop()
+    return out
+
+
+async def _last_before(consumer: Any, tp: TopicPartition, end: int) -> bytes | None:
+    window = 8
+    start = end
+    while start > 0:
+        start = max(0, start - window)
+        consumer.seek(tp, start)
+        last: bytes | None = None
+        found = False
+        while await consumer.position(tp) < end:
+            batch = await consumer.getmany(tp, timeout_ms=1000)
+            for m in batch.get(tp, []):
+                if m.offset < end:
+                    last, found = m.value, True
+        if found:
+            return last
+        window *= 4
+    return None
 
 
 async def read_range(

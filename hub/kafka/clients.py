@@ -178,10 +178,12 @@ def producer(access: KafkaAccess, **overrides: Any) -> Any:
 
 
 def consumer(access: KafkaAccess, *topics: str, **overrides: Any) -> Any:
-    """An (unstarted) ``AIOKafkaConsumer``; ``group_id=None`` and no auto-commit unless overridden."""
+    """An (unstarted) ``AIOKafkaConsumer``; ``group_id=None``, no auto-commit and ``read_committed`` unless
+    overridden: the worker writes in transactions, and what an aborted one wrote must never be read."""
     from aiokafka import AIOKafkaConsumer
 
-    options: dict[str, Any] = {"group_id": None, "enable_auto_commit": False, **access.options(), **overrides}
+    options: dict[str, Any] = {"group_id": None, "enable_auto_commit": False, "isolation_level": "read_committed",
+                               **access.options(), **overrides}  # fmt: skip
     return AIOKafkaConsumer(*topics, **options)
 
 

@@ -1,5 +1,5 @@
 """SIGKILL the worker at random points of a long stream, restart it, three times: nothing is lost, and
-the only duplicates are messages the killed worker had processed after its last commit."""
+no delivery or audit record is written twice (each batch is one transaction)."""
 
 from __future__ import annotations
 
@@ -28,16 +28,13 @@ KILLS = 3
 
 
 @pytest.mark.timeout(5400)
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect 19 (docs/reliability.md): worker restarts after SIGKILL on the per-unit topics; in a clean-clone "
-    "run the second kill came after the stream was processed. Quarantined with the crash test, not fixed."))
 def test_repeated_sigkill_loses_nothing(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
                                         full_run: bool) -> None:  # fmt: skip
     n = 100_000 if full_run else 10_000
     seed = random.randrange(2**31)
     rng = random.Random(seed)
-    # Points in the middle of the first eight tenths: the kill comes up to 1.2 s after its point, and a worker
-    # on a faster machine must still have events left to process (the assertion below holds it to that).
+    # Points in the middle of the first eight tenths: each kill comes as soon as its point is seen committed,
+    # while the worker still has events left to process (the assertion below holds it to that).
     points = kill_points(rng, int(n * 0.8), KILLS)
     print(f"\nseed {seed}: {n} events, SIGKILL after {points} committed")
     hub = HubUnderTest(kafka_bootstrap, f"kills{uuid.uuid4().hex[:6]}.", tmp_path_factory.mktemp("kills"))
@@ -52,7 +49,6 @@ def test_repeated_sigkill_loses_nothing(kafka_bootstrap: str, tmp_path_factory: 
         publisher = Background(hub.publish, events)
         for i, point in enumerate(points, start=1):
             wait_committed(hub, worker, f"worker-{i - 1}", point, 600 if full_run else 300)
-            time.sleep(rng.uniform(0.0, 1.2))  # not synchronisation: a random phase against the 1 s commits
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=30)
             at_kill = committed(kafka_bootstrap, group)  # the dead worker commits nothing more
@@ -71,8 +67,9 @@ def test_repeated_sigkill_loses_nothing(kafka_bootstrap: str, tmp_path_factory: 
     ledger = read_ledger(kafka_bootstrap, hub.settings())
     accounting = ledger.check(str(e.envelope.event_id) for e in events)
     accounting.assert_exactly_accounted()
-    # At-least-once: a delivery is repeated only for a message processed after the last commit before a kill.
+    # Exactly once: what a killed worker did after its last commit was aborted with its transaction.
     assert unexplained_duplicates(ledger, committed_at_kills) == []
+    assert (ledger.duplicate_deliveries, ledger.duplicate_audits) == (0, 0), accounting.summary()
 
     code, audit = hub.audit_verify_cli()
     assert audit["ok"], f"the audit trail's hash chains are broken: {audit}"

@@ -56,7 +56,7 @@ class HubUnderTest:
         env.update(
             HUB_KAFKA_BOOTSTRAP=self.bootstrap, HUB_TOPIC_NAMESPACE=self.namespace,
             HUB_WORKER__APP_ID=f"{self.namespace}hub", HUB_STATE_DIR=str(self.state_dir),
-            HUB_WORKER__WEB_PORT=str(self.web_port), **security_env(),
+            HUB_WORKER__WEB_PORT=str(self.web_port), HUB_WORKER__PROCESSES="1", **security_env(),
         )  # fmt: skip
         return env
 

@@ -1,4 +1,4 @@
-"""SIGKILL the worker mid-stream and restart it: every event is accounted for, none lost."""
+"""SIGKILL the worker mid-stream and restart it: every event is accounted for, none lost, none twice."""
 
 from __future__ import annotations
 
@@ -21,10 +21,6 @@ from tests.hub.support import REPO, HubUnderTest, wait_ready
 pytestmark = pytest.mark.kafka
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "open defect 19 (docs/reliability.md): since each municipality has its own agency topic, a worker restarted "
-    "with the same static membership id after SIGKILL can leave the tail of a partition unprocessed (107 of 10,000 "
-    "in a clean-clone run); hub reconcile reports them and --repair re-publishes them. Quarantined, not fixed."))
 def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory,
                                           full_run: bool) -> None:  # fmt: skip
     n = 100_000 if full_run else 10_000
@@ -67,6 +63,6 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory
     assert report["source_messages"] == n
     assert report["lost"] == 0
     assert report["accounted"] == n
-    # At-least-once: only messages after the last commit before the kill can be delivered twice.
-    assert report["duplicate_deliveries"] < n // 4
+    # Exactly once: what the killed worker wrote after its last committed batch was aborted with its transaction.
+    assert report["duplicate_deliveries"] == 0
     print(f"\n{n} events, 1 SIGKILL: {report}")

@@ -1,0 +1,257 @@
+"""Consume, process and produce a batch at a time, exactly once: aiokafka's group consumer and a
+transactional producer.
+
+One loop per worker process. It reads a batch with ``getmany`` from the partitions the group gave it and
+hands it to the :class:`BatchHandler` (pure: no Kafka in it); the batch's outputs, the changelog records of
+the state it changed and the batch's source offsets are then written in **one transaction**. Either all of
+it becomes visible to ``read_committed`` readers or none of it does, so a crash (kill -9) at any point
+leaves nothing half done: the restarted worker fences the old producer (same transactional id, which aborts
+its open transaction), reloads the committed state and reads on from the committed offsets.
+
+Rebalances are explicit (:class:`_Rebalance`):
+- *revoked*: waits for the batch in hand to be committed (the lock), so no commit ever goes past
+  unproduced outputs, and a batch fetched before a rebalance is dropped unprocessed (its partitions restart
+  from their committed offsets);
+- *assigned*: the new partitions' state is loaded before any of their messages is processed; the state of
+  partitions kept across the rebalance stays in memory.
+
+A failed transaction (the broker away longer than the producer's retries) is aborted, the producer is
+replaced, the state reloaded and the partitions sought back to their committed offsets: the batch is
+processed again from scratch. Only a fenced producer (another process took this transactional id over)
+makes the loop stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from hub.kafka import clients
+from hub.kafka.clients import KafkaAccess
+from hub.pipeline import Message
+
+log = logging.getLogger(__name__)
+
+
+class Produce(Protocol):
+    """One record to write in the batch's transaction."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def partition(self) -> int | None: ...
+
+
+class BatchHandler(Protocol):
+    async def load(self, partitions: set[int]) -> None:
+        """Load the state of these partition numbers (before any of their messages is processed)."""
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget the state of partition numbers no longer assigned here."""
+
+    def process(self, messages: list[Message]) -> Sequence[Produce]:
+        """Every record to produce for ``messages`` (outputs and state changelog records)."""
+
+
+class Fenced(RuntimeError):
+    """Another process took this worker's transactional id over: this one must stop."""
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    group_id: str
+    transactional_id: str
+    instance_id: str | None = None
+    session_timeout_ms: int = 10_000
+    max_records: int = 2000
+    transaction_timeout_ms: int = 10_000
+    """How long an open transaction of a crashed worker can hold back ``read_committed`` readers."""
+
+
+class TransactionalLoop:
+    """The consume → process → produce-and-commit loop of one worker process."""
+
+    def __init__(self, access: KafkaAccess, topics: list[str], config: LoopConfig, handler: BatchHandler) -> None:
+        self.access = access
+        self.topics = topics
+        self.config = config
+        self.handler = handler
+        self.consumer: Any = None
+        self.producer: Any = None
+        self._lock = asyncio.Lock()
+        self._epoch = 0
+        self._held: set[int] = set()
+        self._pending: set[int] | None = None
+        """Partition numbers assigned but not yet loaded; None before the first assignment."""
+        self.batches = 0
+        self.processed: dict[tuple[str, int], int] = {}
+        """The last offset committed per source partition (for the lag metric)."""
+
+    @property
+    def ready(self) -> bool:
+        return self._pending is not None and not self._pending
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        # The producer first: init_transactions fences a crashed predecessor with this transactional id and
+        # aborts its open transaction, so the state loaded next is the committed one.
+        self.producer = await self._new_producer()
+        c = self.config
+        self.consumer = clients.consumer(
+            self.access, group_id=c.group_id, group_instance_id=c.instance_id, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),  # the same partition numbers of every topic
+            session_timeout_ms=c.session_timeout_ms, heartbeat_interval_ms=max(1000, c.session_timeout_ms // 5),
+            max_poll_records=c.max_records, fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )  # fmt: skip
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        await self.consumer.start()
+        try:
+            while not stopping.is_set():
+                await self._step()
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        for part in (self.consumer, self.producer):
+            if part is not None:
+                try:
+                    await part.stop()
+                except Exception as exc:  # stopping is best effort: the broker may be away
+                    log.warning("stopping %s: %r", type(part).__name__, exc)
+
+    async def _new_producer(self) -> Any:
+        c = self.config
+        producer = clients.producer(
+            self.access, transactional_id=c.transactional_id, enable_idempotence=True, acks="all",
+            transaction_timeout_ms=c.transaction_timeout_ms, linger_ms=5, max_batch_size=262144,
+        )  # fmt: skip
+        await producer.start()
+        return producer
+
+    # -- one batch -----------------------------------------------------------------------------------------
+
+    async def _step(self) -> None:
+        epoch = self._epoch
+        fetched = await self.consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
+        async with self._lock:
+            if epoch != self._epoch:
+                return  # a rebalance came in between: these partitions restart from their commits
+            if self._pending:
+                await self._load(self._pending)
+            if not fetched:
+                return
+            messages = [Message(tp.topic, tp.partition, r.offset, r.key, r.value, _credential(r.headers))
+                        for tp, records in fetched.items() for r in records]  # fmt: skip
+            offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
+            try:
+                await self._commit(self.handler.process(messages), offsets)
+            except ProducerFenced as exc:
+                raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
+            except KafkaError as exc:
+                log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", len(messages), exc)
+                await self._recover()
+                return
+            self.batches += 1
+            for tp, records in fetched.items():
+                if records:
+                    self.processed[(tp.topic, tp.partition)] = records[-1].offset
+
+    async def _commit(self, records: Sequence[Produce], offsets: dict[TopicPartition, int]) -> None:
+        p = self.producer
+        await p.begin_transaction()
+        try:
+            for r in records:
+                await p.send(r.topic, r.value, key=r.key, partition=r.partition)
+            await p.send_offsets_to_transaction(offsets, self.config.group_id)
+        except BaseException:
+            await _quietly(p.abort_transaction())
+            raise
+        await p.commit_transaction()
+
+    async def _recover(self) -> None:
+        """After a failed transaction: a new producer, the committed state, the committed offsets."""
+        while True:
+            try:
+                await _quietly(self.producer.stop())
+                self.producer = await self._new_producer()
+                assigned = set(self.consumer.assignment())
+                for tp in assigned:
+                    committed = await self.consumer.committed(tp)
+                    if committed is None:
+                        await self.consumer.seek_to_beginning(tp)
+                    else:
+                        self.consumer.seek(tp, committed)
+                await self._load(self._held)
+                return
+            except ProducerFenced as exc:
+                raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
+            except KafkaError as exc:
+                log.warning("recovering from a failed transaction: %r; retrying", exc)
+                await asyncio.sleep(1.0)
+
+    async def _load(self, partitions: set[int]) -> None:
+        started = time.monotonic()
+        wanted = set(partitions)
+        await self.handler.load(wanted)
+        if self._pending is not None:
+            self._pending -= wanted
+        log.info("state of partitions %s loaded in %.2f s", sorted(wanted), time.monotonic() - started)
+
+    # -- rebalances ------------------------------------------------------------------------------------
+
+    async def revoked(self) -> None:
+        async with self._lock:  # the batch in hand is committed first
+            self._epoch += 1
+
+    async def assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            numbers = {tp.partition for tp in assigned}
+            self.handler.drop(self._held - numbers)
+            for key in [k for k in self.processed if k[1] not in numbers]:
+                del self.processed[key]
+            self._pending = numbers - self._held
+            self._held = numbers
+            log.info("assigned partitions %s (%d to load)", sorted(numbers), len(self._pending))
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: TransactionalLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.loop.revoked()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.loop.assigned(set(assigned))
+
+
+def _credential(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    """The ``hub-credential`` header the gateway sets (which credential sent the event), if any."""
+    from hub.identity import HEADER_CREDENTIAL
+
+    for name, value in headers or ():
+        if name == HEADER_CREDENTIAL and isinstance(value, bytes | bytearray):
+            return bytes(value).decode("utf-8", "replace")[:200]
+    return None
+
+
+async def _quietly(aw: Any) -> None:
+    try:
+        await aw
+    except Exception as exc:  # the transaction is lost either way
+        log.debug("ignored while aborting: %r", exc)

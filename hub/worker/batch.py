@@ -1,0 +1,121 @@
+"""One batch's walk through the worker, and the state it needs.
+
+:class:`BatchProcessor` (no Kafka in it) takes a batch of messages as the transactional loop read them:
+agency messages go through :class:`hub.pipeline.Pipeline` one by one, in offset order per partition, with
+the partitioned state tables pointed at the message's partition; the batch's lägesbild increments are
+counted per ``hub.lagesbild`` partition and coalesced (:meth:`LagesbildStage.process_batch`). It returns
+every record to write in the batch's transaction: the outputs and the changelog records of the state the
+batch changed.
+
+:class:`WorkerState` is the handler the loop calls: it loads an assigned partition number's state (dedup
+marks, consent, wave-alert flags, lägesbild counts, the audit chain's head) from the committed changelogs
+before the partition's first message, and drops it when the partition goes to another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hub.contract.outputs import AuditRecord
+from hub.flows.lagesbild import Counts
+from hub.kafka.admin import last_records
+from hub.kafka.clients import KafkaAccess
+from hub.kafka.read import read_batches_to_end
+from hub.lagesbild_stage import LagesbildStage
+from hub.lagesbild_store import load_partitions
+from hub.pipeline import Message, Output, Pipeline
+from hub.topics import Topics
+from hub.worker.state import PartitionedTable, StateRecord, decode
+
+
+@dataclass
+class BatchProcessor:
+    """Processes a batch of agency messages and lägesbild increments into the records to write."""
+
+    pipeline: Pipeline
+    stage: LagesbildStage
+    topics: Topics
+    tables: Sequence[PartitionedTable]
+    """Every state table the pipeline and the stage write (dedup marks, consent, wave-alert flags)."""
+    counts: dict[int, Counts]
+    """The lägesbild counts per ``hub.lagesbild`` partition (loaded by :class:`WorkerState`)."""
+
+    def process(self, messages: list[Message]) -> list[Output | StateRecord]:
+        out: list[Output | StateRecord] = []
+        increments: dict[int, list[tuple[bytes, int]]] = {}
+        lagesbild = self.topics.lagesbild
+        for m in messages:
+            if m.topic == lagesbild:
+                increments.setdefault(m.partition, []).append((m.value or b"", m.offset))
+                continue
+            for table in self.tables:
+                table.current = m.partition
+            out += self.pipeline.process(m).outputs
+        for partition, values in increments.items():
+            for table in self.tables:
+                table.current = partition
+            counts = self.counts.setdefault(partition, Counts())
+            out += self.stage.process_batch(counts, values, partition)
+        for table in self.tables:
+            out += table.drain()
+        return out
+
+
+class WorkerState:
+    """The transactional loop's handler: state loading per partition number, and the batch processor."""
+
+    def __init__(self, kafka: KafkaAccess, processor: BatchProcessor) -> None:
+        self.kafka = kafka
+        self.processor = processor
+        self.topics = processor.topics
+        self.loaded: set[int] = set()
+
+    def process(self, messages: list[Message]) -> list[Output | StateRecord]:
+        return self.processor.process(messages)
+
+    async def load(self, partitions: set[int]) -> None:
+        if not partitions:
+            return
+        tables = list(self.processor.tables)
+        states, counts, heads = await asyncio.gather(
+            asyncio.gather(*(load_table(self.kafka, t.topic, partitions) for t in tables)),
+            load_partitions(self.kafka, self.topics.lagesbild_state, partitions),
+            last_records(self.kafka, self.topics.audit, partitions),
+        )  # fmt: skip
+        for table, records in zip(tables, states, strict=True):
+            for p in partitions:
+                table.load(p, records.get(p, {}))
+        self.processor.counts.update(counts)
+        chain = self.processor.pipeline.chain
+        serde = self.processor.pipeline.serde
+        for p, last in heads.items():
+            record = serde.decode(last) if last is not None else None
+            chain.set_head(p, record if isinstance(record, AuditRecord) else None)
+        self.loaded |= partitions
+
+    def drop(self, partitions: set[int]) -> None:
+        for p in partitions:
+            for table in self.processor.tables:
+                table.drop(p)
+            self.processor.counts.pop(p, None)
+            self.processor.pipeline.chain.forget(p)
+        self.loaded -= partitions
+
+
+async def load_table(kafka: KafkaAccess, topic: str, partitions: set[int]) -> dict[int, dict[str, object]]:
+    """The committed state one compacted changelog holds for ``partitions`` (the last value per key wins;
+    a tombstone deletes)."""
+    out: dict[int, dict[str, object]] = {p: {} for p in partitions}
+    async for tp, records in read_batches_to_end(kafka, [topic], partitions=partitions):
+        held = out[tp.partition]
+        for r in records:
+            if r.key is None:
+                continue
+            key, value = decode(r.key, r.value)
+            if value is None:
+                held.pop(key, None)
+            else:
+                held[key] = value
+    return out
