@@ -47,7 +47,7 @@ from aiokafka.admin import NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.rss import PeakRss
+from bench.rss import PeakRss, children, cpu_seconds
 from bench.support import admin_access, bench_settings, hub_env, provision, standalone_broker
 from hub.contract.serde import Serde
 from hub.identity import PER_MUNICIPALITY, SourceUnit
@@ -170,18 +170,21 @@ async def audit_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> 
 
 
 async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: Path, quiet_s: float,
-                     profile_out: Path | None = None) -> dict[str, float]:  # fmt: skip
-    """Steady events/s, events/s incl. start, p50/p99 ms, start-to-ready s, audit records before ready and
-    the worker's peak RSS (MiB)."""
+                     profile_out: Path | None = None, processes: int = 1) -> dict[str, float]:  # fmt: skip
+    """Steady events/s, events/s incl. start, p50/p99 ms, start-to-ready s, audit records before ready,
+    the worker's CPU µs per event (its processes' CPU time from the first output to the last / events) and
+    peak RSS (MiB; of the first process when there are several). ``processes``: ``hub worker --processes``."""
     namespace = settings.topic_namespace
     topics = Topics(namespace)
     port = free_port()
     log = (state_dir / "worker.log").open("ab")
     t_launch = time.perf_counter()
-    proc = launch([sys.executable, "-m", "hub.cli", "worker", "-l", "warn"],
-                  env=hub_env(bootstrap, namespace, state_dir, HUB_WORKER__WEB_PORT=str(port)), stdout=log)  # fmt: skip
+    proc = launch([sys.executable, "-m", "hub.cli", "worker", "-l", "warn", "--processes", str(processes)],
+                  env=hub_env(bootstrap, namespace, state_dir, HUB_WORKER__WEB_PORT=str(port),
+                              HUB_WORKER__INSTANCE_ID=f"{namespace}w"), stdout=log)  # fmt: skip
     rss = PeakRss().start()
     rss.watch("worker", proc.pid)
+    cpu_at_first = cpu_at_last = 0.0
     spy: subprocess.Popen[bytes] | None = None
     if profile_out is not None:
         spy = launch([str(Path(sys.executable).with_name("py-spy")), "record", "--format", "raw", "--rate", "200",
@@ -206,9 +209,14 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
             now = time.perf_counter()
             total = await audit_total(consumer, tps)
             if total > last:
+                if t_first_growth is None:
+                    cpu_at_first = cpu_seconds(proc.pid)
+                    for child in children(proc.pid):
+                        rss.watch("worker", child)
                 t_last_growth = now
                 t_first_growth = t_first_growth or now
                 last = total
+                cpu_at_last = cpu_seconds(proc.pid)
             if t_ready is None:
                 try:
                     async with http.get(f"http://127.0.0.1:{port}/ready") as r:
@@ -248,11 +256,12 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
         log.close()
     assert t_ready is not None
     t0 = min(t_ready, t_first_growth or t_ready)
+    cpu_us = (cpu_at_last - cpu_at_first) / n * 1e6
     p50, p99 = histogram_quantiles(metrics_text, (0.5, 0.99))
     return {
         "worker_eps": n / (t_last_growth - t0), "worker_eps_incl": n / (t_last_growth - t_launch),
         "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "startup_s": t_ready - t_launch, "before_ready": before_ready,
-        "rss_mib": rss.peak_mib("worker"),
+        "rss_mib": rss.peak_mib("worker"), "cpu_us": cpu_us,
     }  # fmt: skip
 
 
@@ -260,21 +269,28 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
 
 
 async def one_run(bootstrap: str, events: Encoded, quiet_s: float, work: Path,
-                  profile_out: Path | None = None) -> dict[str, float]:  # fmt: skip
-    """One run in a fresh namespace: the passthrough, then the worker, on the same backlog."""
-    namespace = f"bench{uuid.uuid4().hex[:6]}."
-    state_dir = work / namespace.rstrip(".")
-    state_dir.mkdir(parents=True)
-    settings = bench_settings(bootstrap, namespace, state_dir)
-    topics = Topics(namespace)
-    output_topic = f"{namespace}bench.passthrough"
-    kafka = await create_namespace(settings, output_topic)
-    await produce_backlog(kafka, topics, events)
+                  profile_out: Path | None = None, processes: tuple[int, ...] = (1,)) -> dict[str, float]:  # fmt: skip
+    """One run: the passthrough, then the worker with each of ``processes`` (``hub worker --processes``), each
+    in a fresh namespace on the same backlog. Figures of the first are unprefixed, the others ``p<N>.``."""
+    out: dict[str, float] = {}
     n = len(events)
-    pt, pt_incl = await passthrough(kafka, topics, settings.municipality_codes, output_topic, n)
-    result = await run_worker(bootstrap, settings, n, state_dir, quiet_s, profile_out)
-    return {"passthrough_eps": pt, "passthrough_eps_incl": pt_incl, **result,
-            "ratio": result["worker_eps"] / pt}  # fmt: skip
+    for i, count in enumerate(processes):
+        namespace = f"bench{uuid.uuid4().hex[:6]}."
+        state_dir = work / namespace.rstrip(".")
+        state_dir.mkdir(parents=True)
+        settings = bench_settings(bootstrap, namespace, state_dir)
+        topics = Topics(namespace)
+        output_topic = f"{namespace}bench.passthrough"
+        kafka = await create_namespace(settings, output_topic)
+        await produce_backlog(kafka, topics, events)
+        if i == 0:
+            pt, pt_incl = await passthrough(kafka, topics, settings.municipality_codes, output_topic, n)
+            out.update(passthrough_eps=pt, passthrough_eps_incl=pt_incl)
+        result = await run_worker(bootstrap, settings, n, state_dir, quiet_s, profile_out if i == 0 else None, count)
+        result["ratio"] = result["worker_eps"] / out["passthrough_eps"]
+        prefix = "" if i == 0 else f"p{count}."
+        out.update({f"{prefix}{k}": v for k, v in result.items()})
+    return out
 
 
 # -- the profile ---------------------------------------------------------------------------------------

@@ -129,3 +129,26 @@ class PeakRss:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process and of its live children (``hub worker --processes N``
+    supervises N), in seconds; 0.0 for what cannot be read."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [str(pid), *(str(c) for c in children(pid))]
+    for p in pids:
+        try:
+            fields = (PROC / p / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14 and 15 of stat)
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid``."""
+    try:
+        return [int(c) for c in (PROC / str(pid) / "task" / str(pid) / "children").read_text().split()]
+    except OSError:
+        return []

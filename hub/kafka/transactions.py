@@ -96,8 +96,7 @@ class TransactionalLoop:
         self._pending: set[int] | None = None
         """Partition numbers assigned but not yet loaded; None before the first assignment."""
         self.batches = 0
-        self.processed: dict[tuple[str, int], int] = {}
-        """The last offset committed per source partition (for the lag metric)."""
+        self._known_topics: set[str] = set()
 
     @property
     def ready(self) -> bool:
@@ -167,21 +166,46 @@ class TransactionalLoop:
                 await self._recover()
                 return
             self.batches += 1
-            for tp, records in fetched.items():
-                if records:
-                    self.processed[(tp.topic, tp.partition)] = records[-1].offset
 
     async def _commit(self, records: Sequence[Produce], offsets: dict[TopicPartition, int]) -> None:
         p = self.producer
         await p.begin_transaction()
         try:
-            for r in records:
-                await p.send(r.topic, r.value, key=r.key, partition=r.partition)
+            await self._send_all(records)
             await p.send_offsets_to_transaction(offsets, self.config.group_id)
         except BaseException:
             await _quietly(p.abort_transaction())
             raise
         await p.commit_transaction()
+
+    async def _send_all(self, records: Sequence[Produce]) -> None:
+        """Append the records to one batch builder per partition and hand each full builder to the producer:
+        a ``send()`` per record cost ~13 µs each, more than the hub's own work on some outputs. The partition
+        of a keyed record is the producer's own partitioner's choice, as ``send()`` would make it."""
+        p = self.producer
+        builders: dict[TopicPartition, Any] = {}
+        for r in records:
+            partition = r.partition
+            if partition is None:
+                if r.topic not in self._known_topics:
+                    await p.client._wait_on_metadata(r.topic)
+                    self._known_topics.add(r.topic)
+                partition = p._partition(r.topic, None, None, None, r.key, r.value)
+            tp = TopicPartition(r.topic, partition)
+            builder = builders.get(tp)
+            if builder is None:
+                builder = builders[tp] = p.create_batch()
+            if builder.append(key=r.key, value=r.value, timestamp=None) is not None:
+                continue
+            if builder.record_count():  # full: send it, start the next one
+                await p.send_batch(builder, tp.topic, partition=tp.partition)
+                builder = builders[tp] = p.create_batch()
+                if builder.append(key=r.key, value=r.value, timestamp=None) is not None:
+                    continue
+            await p.send(r.topic, r.value, key=r.key, partition=tp.partition)  # larger than a batch: on its own
+        for tp, builder in builders.items():
+            if builder.record_count():
+                await p.send_batch(builder, tp.topic, partition=tp.partition)
 
     async def _recover(self) -> None:
         """After a failed transaction: a new producer, the committed state, the committed offsets."""
@@ -222,8 +246,6 @@ class TransactionalLoop:
         async with self._lock:
             numbers = {tp.partition for tp in assigned}
             self.handler.drop(self._held - numbers)
-            for key in [k for k in self.processed if k[1] not in numbers]:
-                del self.processed[key]
             self._pending = numbers - self._held
             self._held = numbers
             log.info("assigned partitions %s (%d to load)", sorted(numbers), len(self._pending))

@@ -133,7 +133,8 @@ def create_app(settings: HubSettings, kafka: KafkaAccess) -> faust.App:
 
     async def measure_lag() -> None:
         """Set ``hub_consumer_lag`` for every source partition assigned here: its last stable offset minus
-        the next offset to process."""
+        the consumer's position (the next offset to fetch for processing; past transaction markers, which an
+        offset difference from the last processed message would count forever)."""
         consumer = loop.consumer
         if consumer is None:
             return
@@ -141,8 +142,7 @@ def create_app(settings: HubSettings, kafka: KafkaAccess) -> faust.App:
         ends: Mapping[Any, int] = await consumer.end_offsets(tps) if tps else {}
         metrics.CONSUMER_LAG.clear()  # partitions revoked since the last scrape disappear
         for tp, end in ends.items():
-            done = loop.processed.get((tp.topic, tp.partition))
-            start = done + 1 if done is not None else await consumer.committed(tp)
+            start = await consumer.position(tp)
             lag = end - start if isinstance(start, int) and start >= 0 else end
             metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, lag))
 
