@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 RECEIVED = Counter("hub_events_received_total", "Messages read from agency topics", ["topic"])
@@ -9,7 +12,6 @@ DELIVERED = Counter("hub_deliveries_total", "Deliveries made, per receiver", ["r
 AGGREGATED = Counter("hub_aggregated_total", "Events counted into aggregates, per receiver", ["receiver"])
 REFUSED = Counter("hub_refusals_total", "Planned deliveries refused by the gate", ["receiver", "reason"])
 DEADLETTERED = Counter("hub_deadletters_total", "Messages sent to hub.deadletter", ["reason"])
-GAPS_REPAIRED = Counter("hub_gap_messages_repaired_total", "Messages the stream skipped and the worker read back")
 DUPLICATES = Counter("hub_duplicates_total", "Re-sent events dropped by deduplication")
 CONSENT_RECORDED = Counter("hub_consent_events_total", "Consent events applied to the consent state")
 LATENCY = Histogram(
@@ -28,3 +30,10 @@ CONSUMER_LAG = Gauge(
     "the next offset to process), updated when /metrics is read",
     ["topic", "partition"],
 )
+
+
+@functools.lru_cache(maxsize=4096)
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: prometheus_client's ``labels()`` takes a lock and builds a
+    key on every call, which the worker's hot path made several times per event."""
+    return metric.labels(*labels)

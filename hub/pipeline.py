@@ -110,19 +110,25 @@ class Pipeline:
         self.consents = consents
         self.chain = chain
         self.dedup_window_ms = int(dedup_window_s * 1000)
+        self._units: dict[str, SourceUnit | None] = {}
+
+    def _unit_of(self, topic: str) -> SourceUnit | None:
+        if topic not in self._units:
+            self._units[topic] = self.topics.unit_of(topic)
+        return self._units[topic]
 
     # -- the walk --------------------------------------------------------------------------------------
 
     def process(self, msg: Message, now: datetime | None = None) -> Result:
         started = time.perf_counter()
         now = now or datetime.now(UTC)
-        metrics.RECEIVED.labels(msg.topic).inc()
+        metrics.child(metrics.RECEIVED, msg.topic).inc()
         try:
             event = self._intake(msg)
         except ContractError as err:
             return self._deadletter(msg, err.reason, err.message, None, now)
         event_id = str(event.envelope.event_id)
-        unit = self.topics.unit_of(msg.topic)
+        unit = self._unit_of(msg.topic)
         refusal = source_refusal(msg.topic, unit, event)
         if refusal or unit is None:
             return self._deadletter(msg, "not_allowed_for_agency", refusal or "not an agency topic", event_id, now)
@@ -193,17 +199,17 @@ class Pipeline:
         if plan.municipality_code not in allowed_municipality_codes():
             # e.g. a release to a home municipality outside the county: there is no receiver here to have it.
             reason = f"municipality {plan.municipality_code} is not served by this hub"
-            metrics.REFUSED.labels(plan.receiver, reason).inc()
+            metrics.child(metrics.REFUSED, plan.receiver, reason).inc()
             self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, reason, [], now)
             return
         verdict = decide(plan, event, self.consents, person_key, now)
         if not verdict.allowed:
-            metrics.REFUSED.labels(plan.receiver, verdict.reason or "").inc()
+            metrics.child(metrics.REFUSED, plan.receiver, verdict.reason or "").inc()
             self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, verdict.reason, [], now)
             return
         if plan.spec.basis_kind is Basis.AGGREGATED:
             result.outputs.append(self._increment(plan, event))
-            metrics.AGGREGATED.labels(plan.receiver).inc()
+            metrics.child(metrics.AGGREGATED, plan.receiver).inc()
             self._audit(result, msg, event, plan.receiver, "aggregated", plan.spec.basis, None,
                         sorted(plan.spec.fields), now)  # fmt: skip
             return
@@ -211,7 +217,7 @@ class Pipeline:
         key = delivery["person_ref"] or plan.municipality_code
         value = self.serde.encode_datum(Delivery.SCHEMA_NAME, delivery)
         result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code), key.encode(), value))
-        metrics.DELIVERED.labels(plan.receiver).inc()
+        metrics.child(metrics.DELIVERED, plan.receiver).inc()
         self._audit(result, msg, event, plan.receiver, "delivered", plan.spec.basis, None,
                     disclosed_fields(plan, delivery), now)  # fmt: skip
 
@@ -233,7 +239,7 @@ class Pipeline:
         self, result: Result, msg: Message, event: Event, receiver: str, decision: str, basis: str,
         reason: str | None, fields: list[str], now: datetime,
     ) -> None:  # fmt: skip
-        unit = self.topics.unit_of(msg.topic)
+        unit = self._unit_of(msg.topic)
         datum = self.chain.append_datum(
             msg.partition, event_id=str(event.envelope.event_id), receiver=receiver, legal_basis=basis,
             decision=Decision(decision), reason=reason, fields_disclosed=fields, at=now,
@@ -245,7 +251,7 @@ class Pipeline:
     def _deadletter(
         self, msg: Message, reason: str, message: str, event_id: str | None, now: datetime
     ) -> Result:
-        metrics.DEADLETTERED.labels(reason).inc()
+        metrics.child(metrics.DEADLETTERED, reason).inc()
         record = Deadletter(
             reason=ReasonCode(reason), message=redact(message), source_topic=msg.topic,
             source_partition=msg.partition, source_offset=msg.offset, original=msg.value or b"",

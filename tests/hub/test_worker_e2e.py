@@ -201,7 +201,7 @@ def test_worker_metrics_expose_the_core_counters(hub: HubUnderTest) -> None:
     assert any(name == "hub_events_received_total" for name, _ in samples)
     assert any(name == "hub_processing_seconds_count" and v >= 1 for (name, _), v in samples.items())
     names = {fam.name for fam in families}
-    assert {"hub_refusals", "hub_deadletters", "hub_duplicates", "hub_gap_messages_repaired"} <= names
+    assert {"hub_refusals", "hub_deadletters", "hub_duplicates"} <= names
     # consumer lag per assigned source partition: every agency topic and the lägesbild stage's
     lag = {(s.labels["topic"], s.labels["partition"]): s.value for fam in families for s in fam.samples
            if s.name == "hub_consumer_lag"}  # fmt: skip
