@@ -5,11 +5,11 @@ record), ``hub.deadletter`` and the receiver topics, and reports:
 
 - ``lost``: source messages with neither an audit record for their event id nor a dead letter for their
   topic/partition/offset — must be 0;
-- ``duplicate_deliveries``: deliveries beyond the first per (event id, receiver topic) — allowed by the
-  at-least-once guarantee after a crash, 0 otherwise;
+- ``duplicate_deliveries``: deliveries beyond the first per (event id, receiver topic) — must be 0: the
+  worker delivers exactly once (one transaction per batch), even across crashes;
 - counts per outcome.
 
-``hub reconcile`` prints this (``--json`` for programs) and exits 1 when anything is lost.
+``hub reconcile`` prints this (``--json`` for programs) and exits 1 when anything is lost or delivered twice.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Reconciliation:
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0
+        return self.lost == 0 and self.duplicate_deliveries == 0
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from faust.web import Request, Response, View
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -110,12 +111,15 @@ def create_app(settings: HubSettings, kafka: KafkaAccess) -> faust.App:
     (``worker``) over TLS + SCRAM."""
     w = settings.worker
     app = faust.App(
-        f"{w.app_id}-app",  # faust's own (unused) consumer group; the loop's group is ``app_id``
+        f"{w.app_id}-app",  # faust's id (its Kafka clients are off); the loop's consumer group is ``app_id``
         broker=[f"kafka://{b}" for b in kafka.bootstrap.split(",")],
         broker_credentials=clients.faust_credentials(kafka),
         store="memory://", datadir=str(settings.state_dir / "worker"),
         web_host=w.web_host, web_port=w.web_port, web_bind=w.web_host, web_in_thread=False,
     )  # fmt: skip
+    # faust's own Kafka consumer and producer stay off: the loop has its own, and faust's consumer would join
+    # a group of its own whose dead members (a SIGKILLed worker) hold up a restarted worker's start.
+    app.boot_strategy = BootStrategy(app, enable_kafka=False)
     loop = build_loop(settings, kafka)
     app.hub_loop = loop  # type: ignore[attr-defined]
     app.service(BatchLoopService(loop))  # type: ignore[arg-type]  # an instance works too (App._prepare_subservice)

@@ -93,6 +93,8 @@ def test_survivor_takes_over_from_a_killed_worker(kafka_bootstrap: str, tmp_path
     accounting = ledger.check(str(e.envelope.event_id) for e in events)
     accounting.assert_exactly_accounted()
     assert unexplained_duplicates(ledger, [at_kill]) == []
+    # Exactly once: the killed worker's unfinished transaction was aborted, the survivor read on from the commits.
+    assert (ledger.duplicate_deliveries, ledger.duplicate_audits) == (0, 0), accounting.summary()
     code, audit = hub.audit_verify_cli()
     assert audit["ok"], f"the audit trail's hash chains are broken: {audit}"
     assert code == 0, audit
