@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from hub.contract.envelope import Event
 from hub.contract.events import ConsentGiven, ConsentGivenPayload, ConsentWithdrawn
+from hub.contract.fast import EventView, FastConsentGiven, FastConsentGivenPayload, FastConsentWithdrawn
 from hub.flows.routing import Plan
 from hub.rules.receivers import Basis
 
@@ -32,9 +32,11 @@ def consent_key(person_key: str, scope: str, municipality: str) -> str:
     return f"{person_key}|{scope}|{municipality}"
 
 
-def record_consent(
-    table: ConsentTable, person_key: str, event: ConsentGiven | ConsentWithdrawn, municipality: str
-) -> None:
+ConsentEvent = ConsentGiven | ConsentWithdrawn | FastConsentGiven | FastConsentWithdrawn
+"""A consent event as a model (the edges) or as the worker's hot path reads it (:mod:`hub.contract.fast`)."""
+
+
+def record_consent(table: ConsentTable, person_key: str, event: ConsentEvent, municipality: str) -> None:
     """Apply a consent event recorded by ``municipality`` to the consent state (the latest event per person,
     scope and municipality wins)."""
     p = event.payload
@@ -43,7 +45,7 @@ def record_consent(
     previous = table.get(key)
     if previous is not None and previous["at"] > at:
         return  # an older event arriving late never overrides a newer decision
-    if isinstance(p, ConsentGivenPayload):
+    if isinstance(p, ConsentGivenPayload | FastConsentGivenPayload):
         table[key] = {
             "active": True, "consent_id": p.consent_id, "at": at,
             "valid_from": p.valid_from.isoformat(),
@@ -74,7 +76,7 @@ class Verdict:
     reason: str | None = None
 
 
-def decide(plan: Plan, event: Event, consents: ConsentTable, person_key: str | None, now: datetime) -> Verdict:
+def decide(plan: Plan, event: EventView, consents: ConsentTable, person_key: str | None, now: datetime) -> Verdict:
     """Whether ``plan`` may be delivered now."""
     kind = plan.spec.basis_kind
     if kind is Basis.CONSENT:

@@ -15,13 +15,14 @@ from pydantic_core import to_jsonable_python
 
 from hub.audit import millis
 from hub.contract.envelope import Event
+from hub.contract.fast import EventView
 from hub.contract.outputs import Delivery
 from hub.flows.routing import Plan, field_value
 from hub.pseudonym import Pseudonymiser
 from hub.rules.receivers import PersonDisclosure
 
 
-def project(plan: Plan, event: Event) -> dict[str, str]:
+def project(plan: Plan, event: EventView) -> dict[str, str]:
     """The projected fields as JSON texts, keyed by field path; the subject never appears here."""
     out: dict[str, str] = {}
     for path in plan.spec.fields:
@@ -31,7 +32,7 @@ def project(plan: Plan, event: Event) -> dict[str, str]:
     return out
 
 
-def delivery_datum(plan: Plan, event: Event, pseudonyms: Pseudonymiser, now: datetime | None = None) -> dict[str, Any]:
+def delivery_datum(plan: Plan, event: EventView, pseudonyms: Pseudonymiser, now: datetime | None = None) -> dict[str, Any]:
     """The ``hub.delivery`` record ``plan.receiver`` gets for ``event``, as the plain data its Avro schema
     takes (the hot path: every value comes from the validated event and the rules)."""
     env = event.envelope

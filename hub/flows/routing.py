@@ -10,7 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from hub.contract.envelope import Event
+from hub.contract.fast import EventView
 from hub.rules.model import Delivery, Rule, RuleSet
 
 
@@ -24,13 +24,13 @@ class Plan:
     spec: Delivery
 
 
-def field_value(event: Event, path: str) -> Any:
+def field_value(event: EventView, path: str) -> Any:
     """The value at ``envelope.<name>`` or ``payload.<name>`` of ``event`` (None when absent)."""
     top, _, name = path.partition(".")
     return getattr(getattr(event, top), name, None)
 
 
-def event_category(event: Event) -> str | None:
+def event_category(event: EventView) -> str | None:
     """The offence category of an event (``payload.category`` or ``payload.offence_category``), if any."""
     payload = event.payload  # type: ignore[attr-defined]
     value = getattr(payload, "category", None) or getattr(payload, "offence_category", None)
@@ -48,7 +48,7 @@ class Router:
             for et in rule.match.event_types:
                 self._by_type[et].append(rule)
 
-    def matches(self, rule: Rule, event: Event) -> bool:
+    def matches(self, rule: Rule, event: EventView) -> bool:
         m = rule.match
         env = event.envelope
         if m.categories is not None and event_category(event) not in m.categories:
@@ -68,7 +68,7 @@ class Router:
                     return False
         return True
 
-    def route(self, event: Event) -> list[Plan]:
+    def route(self, event: EventView) -> list[Plan]:
         """Every planned delivery for ``event``; empty when no rule matches."""
         plans: list[Plan] = []
         seen: set[tuple[str, str, str]] = set()
@@ -83,7 +83,7 @@ class Router:
                     plans.append(Plan(rule.id, spec.receiver, municipality, spec))
         return plans
 
-    def _municipality(self, event: Event, spec: Delivery) -> str:
+    def _municipality(self, event: EventView, spec: Delivery) -> str:
         if spec.municipality_from == "county":
             return self.county_code
         return str(field_value(event, spec.municipality_from))
