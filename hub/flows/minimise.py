@@ -32,7 +32,9 @@ def project(plan: Plan, event: EventView) -> dict[str, str]:
     return out
 
 
-def delivery_datum(plan: Plan, event: EventView, pseudonyms: Pseudonymiser, now: datetime | None = None) -> dict[str, Any]:
+def delivery_datum(
+    plan: Plan, event: EventView, pseudonyms: Pseudonymiser, now: datetime | None = None
+) -> dict[str, Any]:
     """The ``hub.delivery`` record ``plan.receiver`` gets for ``event``, as the plain data its Avro schema
     takes (the hot path: every value comes from the validated event and the rules)."""
     env = event.envelope
