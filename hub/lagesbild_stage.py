@@ -10,11 +10,12 @@ produces the returned outputs; the benchmark of the worker's own work calls :met
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+
+import orjson
 
 from hub.contract.fields import allowed_municipality_codes
 from hub.contract.outputs import Deadletter, LagesbildAggregate, ReasonCode
@@ -72,9 +73,9 @@ class LagesbildStage:
         outputs: list[Output] = []
         for value, offset in increments:
             try:
-                increment = json.loads(value)
+                increment = orjson.loads(value)
                 problem = increment_problem(increment)
-            except (ValueError, TypeError):
+            except (ValueError, TypeError):  # orjson.JSONDecodeError is a ValueError
                 increment, problem = None, "not a JSON increment"
             if problem is not None:
                 outputs.append(self._deadletter(value, problem, partition, offset))
@@ -95,7 +96,7 @@ class LagesbildStage:
             county = county_increment(increment, self.county_code)
             if county is not None:
                 county_key = f"{county['receiver']}|{self.county_code}".encode()
-                outputs.append(Output(self.topics.lagesbild, county_key, json.dumps(county).encode()))
+                outputs.append(Output(self.topics.lagesbild, county_key, orjson.dumps(county)))
         name = LagesbildAggregate.SCHEMA_NAME
         published = [Output(t, k, self.serde.encode_datum(name, pub.datum())) for (t, k), pub in aggregates.items()]
         return [*published, *outputs]

@@ -15,12 +15,13 @@ The worker (``hub.app``) feeds messages in and produces the returned outputs; te
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from hub import metrics
 from hub.audit import AuditChain
@@ -154,8 +155,9 @@ class Pipeline:
                     f"no routing rule matches {event.envelope.event_type} "
                     f"(municipality {event.envelope.municipality_code})", event_id, now,
                 )  # fmt: skip
+            served = allowed_municipality_codes()
             for plan in plans:
-                self._apply(result, msg, event, plan, person_key, now)
+                self._apply(result, msg, event, plan, person_key, now, served)
         self._mark_seen(seen_key, msg, now)
         metrics.END_TO_END.observe(max(0.0, (now - event.envelope.recorded_at).total_seconds()))
         metrics.LATENCY.observe(time.perf_counter() - started)
@@ -193,9 +195,10 @@ class Pipeline:
         return None if subject is None else self.pseudonyms.person_key(subject.personnummer)
 
     def _apply(
-        self, result: Result, msg: Message, event: FastEvent, plan: Plan, person_key: str | None, now: datetime
-    ) -> None:
-        if plan.municipality_code not in allowed_municipality_codes():
+        self, result: Result, msg: Message, event: FastEvent, plan: Plan, person_key: str | None, now: datetime,
+        served: frozenset[str],
+    ) -> None:  # fmt: skip
+        if plan.municipality_code not in served:
             # e.g. a release to a home municipality outside the county: there is no receiver here to have it.
             reason = f"municipality {plan.municipality_code} is not served by this hub"
             metrics.child(metrics.REFUSED, plan.receiver, reason).inc()
@@ -207,7 +210,7 @@ class Pipeline:
             self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, verdict.reason, [], now)
             return
         if plan.spec.basis_kind is Basis.AGGREGATED:
-            result.outputs.append(self._increment(plan, event))
+            result.outputs.append(self._increment(plan, event, result.event_id or str(event.envelope.event_id)))
             metrics.child(metrics.AGGREGATED, plan.receiver).inc()
             self._audit(result, msg, event, plan.receiver, "aggregated", plan.spec.basis, None,
                         sorted(plan.spec.fields), now)  # fmt: skip
@@ -220,7 +223,7 @@ class Pipeline:
         self._audit(result, msg, event, plan.receiver, "delivered", plan.spec.basis, None,
                     disclosed_fields(plan, delivery), now)  # fmt: skip
 
-    def _increment(self, plan: Plan, event: FastEvent) -> Output:
+    def _increment(self, plan: Plan, event: FastEvent, event_id: str) -> Output:
         """A count increment for the lägesbild stage, keyed by what it counts (no personal data)."""
         env = event.envelope
         label = event_category(event) or env.event_type.split(".", 1)[1]
@@ -228,11 +231,11 @@ class Pipeline:
         increment = {
             "receiver": plan.receiver, "municipality_code": plan.municipality_code, "area": env.area,
             "category": label, "week": f"{iso.year}-W{iso.week:02d}", "day": env.occurred_at.date().isoformat(),
-            "event_id": str(env.event_id), "event_type": env.event_type,
+            "event_id": event_id, "event_type": env.event_type,
             "participants": field_value(event, "payload.participants"),
         }  # fmt: skip
         key = f"{plan.receiver}|{plan.municipality_code}"
-        return Output(self.topics.lagesbild, key.encode(), json.dumps(increment).encode())
+        return Output(self.topics.lagesbild, key.encode(), orjson.dumps(increment))
 
     def _audit(
         self, result: Result, msg: Message, event: FastEvent, receiver: str, decision: str, basis: str,
@@ -240,7 +243,8 @@ class Pipeline:
     ) -> None:  # fmt: skip
         unit = self._unit_of(msg.topic)
         datum = self.chain.append_datum(
-            msg.partition, event_id=str(event.envelope.event_id), receiver=receiver, legal_basis=basis,
+            msg.partition, event_id=result.event_id or str(event.envelope.event_id), receiver=receiver,
+            legal_basis=basis,
             decision=Decision(decision), reason=reason, fields_disclosed=fields, at=now,
             source_unit=unit.name if unit else None, credential=msg.credential,
         )  # fmt: skip

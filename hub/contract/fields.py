@@ -30,10 +30,20 @@ def allowed_municipality_codes() -> frozenset[str]:
     codes = _allowed.get()
     if codes is not None:
         return codes
+    global _from_settings
     from hub.settings import get_settings
 
     settings = get_settings()
-    return frozenset([*settings.municipality_codes, settings.county_code])
+    cached = _from_settings
+    # Every event asks: the set is built again only when the settings' values are other objects.
+    if cached is not None and cached[0] is settings.municipality_codes and cached[1] == settings.county_code:
+        return cached[2]
+    codes = frozenset([*settings.municipality_codes, settings.county_code])
+    _from_settings = (settings.municipality_codes, settings.county_code, codes)
+    return codes
+
+
+_from_settings: tuple[object, str, frozenset[str]] | None = None
 
 
 def set_allowed_municipality_codes(codes: Iterable[str]) -> Token[frozenset[str] | None]:

@@ -4,6 +4,11 @@ Wire format: ``C3 01`` + 8-byte little-endian CRC-64-AVRO fingerprint of the wri
 canonical form + the Avro binary body (fastavro's schemaless encoding). Decoding reads with the writer
 schema found by fingerprint, resolves to the latest local version of that record (the reader schema) and
 validates the result into the pydantic model. Every failure is a :class:`ContractError`.
+
+The bodies are written and read by codecs generated per schema (:mod:`hub.contract.codegen`, compiled once
+per fingerprint and cached) when the writer schema is the reader schema; they give fastavro's bytes and
+values. Whatever they do not take (a value off their fast path, bytes they refuse, a schema they do not
+cover) and every resolution between versions goes to fastavro, which alone decides errors and their reasons.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from fastavro import schemaless_reader, schemaless_writer
 from pydantic import ValidationError
 
 from hub.contract.base import ContractRecord, model_for_schema_name
+from hub.contract.codegen import Reader, Unsupported, Writer, reader_for, writer_for
 from hub.contract.errors import ContractError
 from hub.contract.registry import SchemaRegistry, SchemaVersion
 
@@ -28,6 +34,41 @@ class Serde:
 
     def __init__(self, registry: SchemaRegistry | None = None) -> None:
         self.registry = registry if registry is not None else SchemaRegistry()
+        self._writers: dict[bytes, tuple[SchemaVersion, bytes, Writer | None]] = {}
+        self._readers: dict[bytes, tuple[SchemaVersion, Reader | None]] = {}
+
+    # -- generated codecs -----------------------------------------------------------------------------
+
+    def _writer(self, sv: SchemaVersion) -> tuple[SchemaVersion, bytes, Writer | None]:
+        """``(sv, header, generated writer or None)`` for a writer schema, cached by fingerprint."""
+        entry = self._writers.get(sv.fingerprint)
+        if entry is None or entry[0] is not sv:
+            entry = (sv, MAGIC + sv.fingerprint, _codec(sv, "writer"))
+            self._writers[sv.fingerprint] = entry
+        return entry
+
+    def _reader(self, sv: SchemaVersion) -> Reader | None:
+        """The generated reader of a writer schema read without resolution, or None; cached by fingerprint."""
+        entry = self._readers.get(sv.fingerprint)
+        if entry is None or entry[0] is not sv:
+            entry = (sv, _codec(sv, "reader"))
+            self._readers[sv.fingerprint] = entry
+        return entry[1]
+
+    def _encode(self, sv: SchemaVersion, datum: Any) -> bytes:
+        _, head, write = self._writer(sv)
+        if write is not None:
+            try:
+                return write(datum, head)
+            except Exception:  # noqa: S110 - off the generated fast path: fastavro writes it or says why not
+                pass
+        out = io.BytesIO()
+        out.write(head)
+        try:
+            schemaless_writer(out, sv.parsed, datum)
+        except Exception as exc:  # fastavro raises ValueError, TypeError, OverflowError, ...
+            raise ContractError("invalid_payload", f"cannot encode {sv.name}: {type(exc).__name__}") from None
+        return out.getvalue()
 
     # -- encode ---------------------------------------------------------------------------------------
 
@@ -46,14 +87,7 @@ class Serde:
         latest = self.registry.latest(sv.name)
         if latest is not None and latest.fingerprint != sv.fingerprint:  # models match the latest version
             _check_no_dropped(datum, sv.schema, "")
-        out = io.BytesIO()
-        out.write(MAGIC)
-        out.write(sv.fingerprint)
-        try:
-            schemaless_writer(out, sv.parsed, datum)
-        except Exception as exc:  # fastavro raises ValueError, TypeError, OverflowError, ...
-            raise ContractError("invalid_payload", f"cannot encode {sv.name}: {type(exc).__name__}") from None
-        return out.getvalue()
+        return self._encode(sv, datum)
 
     def encode_datum(self, schema_name: str, datum: dict[str, Any]) -> bytes:
         """Single-object encoding of plain data in the latest version of ``schema_name``, without a model:
@@ -62,14 +96,7 @@ class Serde:
         sv = self.registry.latest(schema_name)
         if sv is None:
             raise ContractError("unknown_event_type", f"no schema {schema_name}")
-        out = io.BytesIO()
-        out.write(MAGIC)
-        out.write(sv.fingerprint)
-        try:
-            schemaless_writer(out, sv.parsed, datum)
-        except Exception as exc:  # fastavro raises ValueError, TypeError, OverflowError, ...
-            raise ContractError("invalid_payload", f"cannot encode {sv.name}: {type(exc).__name__}") from None
-        return out.getvalue()
+        return self._encode(sv, datum)
 
     # -- decode ---------------------------------------------------------------------------------------
 
@@ -88,6 +115,16 @@ class Serde:
         if writer is None:
             raise ContractError("unknown_fingerprint", f"no schema with fingerprint {data[2:HEADER_LEN].hex()}")
         reader = self.registry.latest(writer.name) or writer
+        if reader.fingerprint == writer.fingerprint:
+            read = self._reader(writer)
+            if read is not None:
+                try:
+                    fast, end = read(data, HEADER_LEN)
+                except Exception:  # noqa: S110 - not on the generated fast path: fastavro reads it or says why not
+                    pass
+                else:
+                    if end == len(data):
+                        return reader.name, fast
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         try:
@@ -153,6 +190,23 @@ def _check_no_dropped(datum: Any, schema: Any, path: str) -> None:
                 raise ContractError("invalid_payload", f"{where} is not in schema {schema['name']}", where)
         else:
             _check_no_dropped(value, fields[key], where)
+
+
+_CODECS: dict[tuple[str, str], Any] = {}
+"""Generated codecs by (kind, expanded schema JSON), shared by every Serde (None: fastavro for that schema)."""
+
+
+def _codec(sv: SchemaVersion, kind: str) -> Any:
+    """The generated writer or reader of a schema version, or None when the generator does not cover it."""
+    key = (kind, sv.to_json())
+    if key not in _CODECS:
+        try:
+            _CODECS[key] = writer_for(sv.parsed) if kind == "writer" else reader_for(sv.parsed)
+        except Unsupported:  # a type or shape the generator does not cover
+            _CODECS[key] = None
+        except Exception:  # a generator fault must never cost an encoding: fastavro does it all
+            _CODECS[key] = None
+    return _CODECS[key]
 
 
 @lru_cache(maxsize=1)

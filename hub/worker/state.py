@@ -33,11 +33,13 @@ class StateRecord:
 
 
 def encode_key(key: str) -> bytes:
+    """Always the same bytes for one key (compaction keeps the last record per key's bytes): the standard
+    library's ASCII-escaped form, as the faust tables before wrote it."""
     return json.dumps(key).encode()
 
 
 def encode_value(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    return orjson.dumps(value)
 
 
 def decode(key: bytes, value: bytes | None) -> tuple[str, Any]:
