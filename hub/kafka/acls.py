@@ -65,7 +65,8 @@ def grants_for(principal: Principal, *, namespace: str, app_id: str) -> list[Gra
             *_topic(p, "PREFIXED", agency_prefix, "READ", "DESCRIBE", "DESCRIBE_CONFIGS", "CREATE"),
             *_topic(p, "PREFIXED", hub_prefix, "ALL"),
             *_topic(p, "PREFIXED", deliver_prefix, "ALL"),
-            *_topic(p, "PREFIXED", app_id, "ALL"),  # faust's changelog and assignor topics
+            # its consumer group and one transactional id per worker instance (``<app id>-<instance>``); its
+            # state lives on hub.* topics (no faust changelog or assignor topics: faust's Kafka clients are off)
             Grant(p, "GROUP", "PREFIXED", app_id, "ALL"),
             Grant(p, "TRANSACTIONAL_ID", "PREFIXED", app_id, "ALL"),
             idempotent,

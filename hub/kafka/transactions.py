@@ -148,8 +148,9 @@ class TransactionalLoop:
         epoch = self._epoch
         fetched = await self.consumer.getmany(timeout_ms=200, max_records=self.config.max_records)
         async with self._lock:
-            if epoch != self._epoch:
-                return  # a rebalance came in between: these partitions restart from their commits
+            if epoch != self._epoch:  # a rebalance came in between: the batch is dropped unprocessed ...
+                await self._rewind(fetched)
+                return
             if self._pending:
                 await self._load(self._pending)
             if not fetched:
@@ -166,6 +167,22 @@ class TransactionalLoop:
                 await self._recover()
                 return
             self.batches += 1
+
+    async def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """... and its partitions still assigned here are sought back to their committed offsets: getmany
+        may have returned them under the new assignment, which moved the positions past the dropped records
+        (found by the two-process benchmark: 2,000 events of a partition skipped)."""
+        assigned = self.consumer.assignment()
+        for tp in fetched:
+            if tp in assigned:
+                await self._seek_to_committed(tp)
+
+    async def _seek_to_committed(self, tp: TopicPartition) -> None:
+        committed = await self.consumer.committed(tp)
+        if committed is None:
+            await self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek(tp, committed)
 
     async def _commit(self, records: Sequence[Produce], offsets: dict[TopicPartition, int]) -> None:
         p = self.producer
@@ -213,13 +230,8 @@ class TransactionalLoop:
             try:
                 await _quietly(self.producer.stop())
                 self.producer = await self._new_producer()
-                assigned = set(self.consumer.assignment())
-                for tp in assigned:
-                    committed = await self.consumer.committed(tp)
-                    if committed is None:
-                        await self.consumer.seek_to_beginning(tp)
-                    else:
-                        self.consumer.seek(tp, committed)
+                for tp in set(self.consumer.assignment()):
+                    await self._seek_to_committed(tp)
                 await self._load(self._held)
                 return
             except ProducerFenced as exc:
