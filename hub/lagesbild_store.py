@@ -21,7 +21,7 @@ import orjson
 
 from hub.flows.lagesbild import Counts
 from hub.kafka.clients import KafkaAccess
-from hub.kafka.read import read_batches_to_end
+from hub.kafka.read import read_compacted
 
 log = logging.getLogger(__name__)
 
@@ -43,18 +43,7 @@ async def load_partitions(kafka: KafkaAccess, topic: str, partitions: set[int]) 
     """The counts the changelog partitions hold, one reader for all of them (later records replace earlier
     ones; tombstones delete). Logs each partition's load (``bench.bench_recovery`` reads that line)."""
     started = time.monotonic()
-    contributions: dict[int, dict[str, list[str]]] = {p: {} for p in partitions}
-    if partitions:
-        async for tp, records in read_batches_to_end(kafka, [topic], partitions=partitions):
-            held = contributions[tp.partition]
-            for r in records:  # the hot path of a restart: a million records take seconds
-                if r.key is None:
-                    continue
-                key, keys = decode_record(r.key, r.value)
-                if keys is None:
-                    held.pop(key, None)
-                else:
-                    held[key] = keys
+    contributions = await read_compacted(kafka, topic, partitions)
     out = {p: Counts(c) for p, c in contributions.items()}
     elapsed = time.monotonic() - started
     for p, counts in sorted(out.items()):

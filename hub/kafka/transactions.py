@@ -34,6 +34,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from hub.identity import HEADER_CREDENTIAL
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
 from hub.pipeline import Message
@@ -95,7 +96,6 @@ class TransactionalLoop:
         self._held: set[int] = set()
         self._pending: set[int] | None = None
         """Partition numbers assigned but not yet loaded; None before the first assignment."""
-        self.batches = 0
         self._known_topics: set[str] = set()
 
     @property
@@ -166,7 +166,6 @@ class TransactionalLoop:
                 log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", len(messages), exc)
                 await self._recover()
                 return
-            self.batches += 1
 
     async def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """... and its partitions still assigned here are sought back to their committed offsets: getmany
@@ -276,8 +275,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def _credential(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
     """The ``hub-credential`` header the gateway sets (which credential sent the event), if any."""
-    from hub.identity import HEADER_CREDENTIAL
-
     for name, value in headers or ():
         if name == HEADER_CREDENTIAL and isinstance(value, bytes | bytearray):
             return bytes(value).decode("utf-8", "replace")[:200]

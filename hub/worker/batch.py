@@ -22,12 +22,12 @@ from hub.contract.outputs import AuditRecord
 from hub.flows.lagesbild import Counts
 from hub.kafka.admin import last_records
 from hub.kafka.clients import KafkaAccess
-from hub.kafka.read import read_batches_to_end
+from hub.kafka.read import read_compacted
 from hub.lagesbild_stage import LagesbildStage
 from hub.lagesbild_store import load_partitions
 from hub.pipeline import Message, Output, Pipeline
 from hub.topics import Topics
-from hub.worker.state import PartitionedTable, StateRecord, decode
+from hub.worker.state import PartitionedTable, StateRecord
 
 
 @dataclass
@@ -70,7 +70,6 @@ class WorkerState:
         self.kafka = kafka
         self.processor = processor
         self.topics = processor.topics
-        self.loaded: set[int] = set()
 
     def process(self, messages: list[Message]) -> list[Output | StateRecord]:
         return self.processor.process(messages)
@@ -80,7 +79,7 @@ class WorkerState:
             return
         tables = list(self.processor.tables)
         states, counts, heads = await asyncio.gather(
-            asyncio.gather(*(load_table(self.kafka, t.topic, partitions) for t in tables)),
+            asyncio.gather(*(read_compacted(self.kafka, t.topic, partitions) for t in tables)),
             load_partitions(self.kafka, self.topics.lagesbild_state, partitions),
             last_records(self.kafka, self.topics.audit, partitions),
         )  # fmt: skip
@@ -93,7 +92,6 @@ class WorkerState:
         for p, last in heads.items():
             record = serde.decode(last) if last is not None else None
             chain.set_head(p, record if isinstance(record, AuditRecord) else None)
-        self.loaded |= partitions
 
     def drop(self, partitions: set[int]) -> None:
         for p in partitions:
@@ -101,21 +99,3 @@ class WorkerState:
                 table.drop(p)
             self.processor.counts.pop(p, None)
             self.processor.pipeline.chain.forget(p)
-        self.loaded -= partitions
-
-
-async def load_table(kafka: KafkaAccess, topic: str, partitions: set[int]) -> dict[int, dict[str, object]]:
-    """The committed state one compacted changelog holds for ``partitions`` (the last value per key wins;
-    a tombstone deletes)."""
-    out: dict[int, dict[str, object]] = {p: {} for p in partitions}
-    async for tp, records in read_batches_to_end(kafka, [topic], partitions=partitions):
-        held = out[tp.partition]
-        for r in records:
-            if r.key is None:
-                continue
-            key, value = decode(r.key, r.value)
-            if value is None:
-                held.pop(key, None)
-            else:
-                held[key] = value
-    return out

@@ -42,11 +42,6 @@ def encode_value(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
-def decode(key: bytes, value: bytes | None) -> tuple[str, Any]:
-    """A changelog record's key and value (None for a tombstone)."""
-    return orjson.loads(key), None if value is None else orjson.loads(value)
-
-
 class PartitionedTable(MutableMapping[str, Any]):
     """A mapping per partition number, backed by the compacted changelog ``topic``."""
 
