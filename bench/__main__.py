@@ -4,12 +4,15 @@
     .venv/bin/python -m bench --only e2e --runs 1  # one benchmark, prints only
     .venv/bin/python -m bench --smoke --runs 1 --output /tmp/b.md   # tiny sizes (the test suite's smoke run)
     .venv/bin/python -m bench --work /tmp/bench-logs ...   # keep the hub processes' state and logs there
+    .venv/bin/python -m bench --only soak --runs 1 [--soak-minutes 10] [--soak-rate 400]   # the soak, on request
 
 Uses the cluster in ``HUB_KAFKA_BOOTSTRAP`` if set (``HUB_KAFKA__CA_FILE`` and ``HUB_KAFKA__CREDENTIALS_DIR``
 say how to reach it: the benchmark connects as ``admin``, its hub processes as their own principals);
 otherwise starts the local, secured broker as ``hub kafka up`` does (and stops it afterwards if it was not
 running before). Benchmarks: serde, ingest, worker, e2e,
-recovery (see each ``bench/bench_<name>.py``, also runnable alone). Prints a table — figure, median of the
+recovery (see each ``bench/bench_<name>.py``, also runnable alone); the soak (``bench/bench_soak.py``: is the
+worker's memory bounded? ``--soak-minutes``, default 10, and ``--soak-rate``, default 400 events/s; ``--smoke``:
+45 s at 100 events/s) runs only when asked for with ``--only soak``. Prints a table — figure, median of the
 runs, each run, target, met? — and writes it to ``--output`` (default docs/benchmarks.md) with the machine,
 the date and bench/NOTES.md. A partial (``--only``) or ``--smoke`` run writes a file only when ``--output``
 is given, so the published figures are never replaced by smaller ones by accident.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
@@ -35,7 +39,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bench_e2e, bench_ingest, bench_pipeline, bench_recovery, bench_serde, bench_tls, bench_worker
+from bench import (
+    bench_e2e,
+    bench_ingest,
+    bench_pipeline,
+    bench_recovery,
+    bench_serde,
+    bench_soak,
+    bench_tls,
+    bench_worker,
+)
 from bench.report import (
     Figure,
     Section,
@@ -55,6 +68,8 @@ REPO = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 BENCHMARKS = ("serde", "ingest", "worker", "tls", "e2e", "recovery")
+ON_REQUEST = ("soak",)
+"""Benchmarks run only when named with ``--only`` (not part of a full run)."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +89,16 @@ class Sizes:
     recovery_keys: int = 1_000_000
     stage_timeout_s: float = 900.0
     """How long the aggregation run may take before it fails with what it was waiting for."""
+    soak_minutes: float = bench_soak.DEFAULT_MINUTES
+    soak_rate: float = bench_soak.DEFAULT_RATE
+    soak_sample_s: float = bench_soak.SAMPLE_S
 
 
 FULL = Sizes()
 SMOKE = Sizes(serde_events=1000, ingest_events=300, ingest_batch=100, ingest_clients=8, ingest_rate=200.0,
               ingest_duration=2.0, worker_events=600, inprocess_events=600, e2e_rate=200.0, e2e_duration=3.0,
-              e2e_drain=60.0, increments=400, recovery_keys=5000, stage_timeout_s=180.0)  # fmt: skip
+              e2e_drain=60.0, increments=400, recovery_keys=5000, stage_timeout_s=180.0, soak_minutes=0.75,
+              soak_rate=100.0, soak_sample_s=5.0)  # fmt: skip
 
 
 def sections(z: Sizes) -> list[Section]:
@@ -266,9 +285,16 @@ def run_tls(ctx: Context) -> dict[str, float]:
     return {"tls.plaintext_eps": r["plaintext"], "tls.secured_eps": r["secured"], "tls.ratio": r["ratio"]}
 
 
+def run_soak(ctx: Context) -> dict[str, float]:
+    z = ctx.sizes
+    r = asyncio.run(bench_soak.run(ctx.bootstrap, ctx.work, minutes=z.soak_minutes, rate=z.soak_rate,
+                                   sample_s=z.soak_sample_s))  # fmt: skip
+    return {f"soak.{k}": v for k, v in r.items()}
+
+
 RUNNERS: dict[str, Callable[[Context], dict[str, float]]] = {
     "serde": run_serde, "ingest": run_ingest, "worker": run_worker, "tls": run_tls, "e2e": run_e2e,
-    "recovery": run_recovery,
+    "recovery": run_recovery, "soak": run_soak,
 }  # fmt: skip
 
 
@@ -302,8 +328,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves every benchmark works, in minutes")
     ap.add_argument("--output", type=Path, default=None,
                     help=f"markdown file to write (default {DEFAULT_OUTPUT.relative_to(REPO)} for a full run)")
-    ap.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
-                    help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}")
+    ap.add_argument("--only", action="append", choices=BENCHMARKS + ON_REQUEST, metavar="NAME",
+                    help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}; or {', '.join(ON_REQUEST)}, "
+                         "which runs only when named here")  # fmt: skip
+    ap.add_argument("--soak-minutes", type=float, default=None, metavar="M",
+                    help=f"how long the soak's load runs (default {FULL.soak_minutes:g}; "
+                         f"{SMOKE.soak_minutes:g} with --smoke)")  # fmt: skip
+    ap.add_argument("--soak-rate", type=float, default=None, metavar="R",
+                    help=f"events/s hub simulate offers in the soak (default {FULL.soak_rate:g}; "
+                         f"{SMOKE.soak_rate:g} with --smoke)")  # fmt: skip
     ap.add_argument("--work", type=Path, default=None,
                     help="folder for the hub processes' state and logs, kept (default: a temporary folder, "
                          "removed after a run without failures)")  # fmt: skip
@@ -318,8 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     # aiokafka warns while a just-created topic's metadata propagates ("not found in cluster metadata",
     # NotLeaderForPartition, retried); its errors still show.
     logging.getLogger("aiokafka").setLevel(logging.ERROR)
-    names = [n for n in BENCHMARKS if not args.only or n in args.only]
+    names = [n for n in BENCHMARKS + ON_REQUEST if n in args.only] if args.only else list(BENCHMARKS)
     sizes = SMOKE if args.smoke else FULL
+    soak = {k: v for k, v in (("soak_minutes", args.soak_minutes), ("soak_rate", args.soak_rate)) if v is not None}
+    sizes = dataclasses.replace(sizes, **soak)
     output: Path | None = args.output
     if output is None and not args.smoke and not args.only:
         output = DEFAULT_OUTPUT
@@ -353,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
         rss.stop()
         results["rss.broker"] = [rss.peak_mib("broker")]
         results["rss.driver"] = [self_peak_mib()]
-    grouped = rows_by_section(sections(sizes), results)
+    extra = bench_soak.sections(sizes.soak_minutes, sizes.soak_rate) if "soak" in names else []
+    grouped = rows_by_section([*sections(sizes), *extra], results)
     print()
     print(console_table(grouped))
     print(f"\n{len(names)} benchmark(s), {args.runs} run(s) each, {time.perf_counter() - started:.0f} s; "
@@ -362,7 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED: {e}")
     if output is not None:
         text = markdown(date=date, command=command, machine_rows=machine(kafka_version, load_at_start),
-                        grouped=grouped, runs=args.runs, method=METHOD, errors=errors,
+                        grouped=grouped, runs=args.runs, errors=errors,
+                        method=METHOD + (bench_soak.METHOD if "soak" in names else ""),
                         notes=NOTES.read_text(encoding="utf-8") if NOTES.exists() else "")  # fmt: skip
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
