@@ -4,9 +4,10 @@ aiokafka and the broker cost nothing.
 
 Per run: ``--events`` events (``tests.factories.mixed_events``) are encoded, then timed (1) through
 :meth:`hub.pipeline.Pipeline.process` (decode, dedup, route, gate, minimise, pseudonymise, audit, encode
-every output) and (2) every count increment that produced — and the county copies they make — through the
-lägesbild stage as the worker runs it (:meth:`hub.lagesbild_stage.LagesbildStage.process`: count, encode
-each aggregate and the state record, check for a wave). Figures: events/s of (1), of (2) per source event,
+every output), the lägesbild increments coalesced per 500 events with their county copies as a worker batch
+coalesces them, and (2) those increments through the lägesbild stage as the worker runs it
+(:meth:`hub.lagesbild_stage.LagesbildStage.process_batch`: count, encode each aggregate and state record,
+check for a wave). Figures: events/s of (1), of (2) per source event,
 and of both.
 
     .venv/bin/python bench/bench_pipeline.py --events 5000 --runs 3
@@ -22,12 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from connectors.base import event_topic
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, WaveRule
+from hub.flows.lagesbild import Counts, WaveRule, coalesce
 from hub.flows.routing import Router
 from hub.lagesbild_stage import LagesbildStage
 from hub.pipeline import Message, Pipeline
@@ -48,17 +51,17 @@ def measure(n: int) -> dict[str, float]:
                         Pseudonymiser(settings), seen={}, consents={}, chain=AuditChain(), topics=topics)  # fmt: skip
 
     started = time.perf_counter()
-    increments = [o.value for m in messages for o in pipeline.process(m).outputs if o.topic == topics.lagesbild]
+    increments: list[tuple[bytes, int]] = []
+    for i in range(0, len(messages), 500):  # a worker batch
+        made = [inc for m in messages[i : i + 500] for inc in pipeline.process(m).increments]
+        increments += [(orjson.dumps(inc), 0) for inc in coalesce(made, settings.county_code)]
     route_s = time.perf_counter() - started
 
     counts = Counts()
     stage = LagesbildStage(serde, topics, settings.county_code, WaveRule(), alerts={})
     started = time.perf_counter()
-    queue = list(increments)
-    while queue:  # as the worker does, county copies included (they come back round through hub.lagesbild)
-        for output in stage.process(counts, queue.pop(), 0):
-            if output.topic == topics.lagesbild:
-                queue.append(output.value)
+    for i in range(0, len(increments), 500):
+        stage.process_batch(counts, increments[i : i + 500], 0)
     lagesbild_s = time.perf_counter() - started
     return {"route_eps": n / route_s, "lagesbild_eps": n / lagesbild_s, "eps": n / (route_s + lagesbild_s)}
 

@@ -16,18 +16,18 @@ Per run, two ``hub worker`` processes, each on its own topic namespace and consu
 (B) recovery. The lägesbild stage's state topic ``hub.lagesbild-state`` (compacted, with the worker's
     partition count; :mod:`hub.lagesbild_store`) is filled with ``--keys`` records straight from aiokafka,
     once per invocation; every run starts a fresh worker on that namespace. A record is what the stage
-    stores for one counted event (:class:`hub.flows.lagesbild.Counts`): key ``receiver|municipality|event
-    id``, value the list of aggregate keys it counts into (``lagesbild|1381|Centrum|residential_burglary|
-    2026-W33``, ...), made with the stage's own ``contribution_key``/``aggregate_keys`` from synthetic
-    increments (half of them county copies) and encoded by its own ``encode_record``. Each record goes to
-    the partition the worker itself writes it to (that of the ``hub.lagesbild`` increment, keyed by
+    stores for one aggregate key (:class:`hub.flows.lagesbild.Counts`): key ``receiver|municipality|area|
+    category|period`` (``lagesbild|1381|Centrum|residential_burglary|2026-W33``, ...), value its count, made
+    by counting synthetic increments (half of them county copies, over a year of days) with the stage's own
+    :class:`Counts` until it holds ``--keys`` keys, and encoded by its own ``encode_record``. Each record goes
+    to the partition the worker itself writes it to (that of the ``hub.lagesbild`` increments, keyed by
     ``receiver|municipality``, hashed by the default partitioner). Figures: the table's recovery time, the
     longest state load of a partition as the worker logs it (partitions load concurrently; the logged
     counts must add up to the records written), and the time from the process start until ``/ready``
     answers 200; the worker is ready only when faust's tables are recovered and every assigned lägesbild
     partition's state is loaded (``hub.app``'s ``/ready``). Then a probe proves the worker read
-    what was written: one more increment for an aggregate two written records count into must publish the
-    count 3 (and 4, 5, ... in later runs).
+    what was written: one more increment for an aggregate written with the count 2 must publish the count 3
+    (and 4, 5, ... in later runs).
 
 ``run_aggregation()``, ``prepare_recovery()`` and ``run_recovery()`` return the figures as dicts
 (``python -m bench`` calls them); peak RSS of each worker is sampled.
@@ -55,6 +55,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -78,7 +79,7 @@ from hub.audit import AuditChain
 from hub.contract.envelope import OffenceCategory
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
-from hub.flows.lagesbild import aggregate_keys, contribution_key, county_increment
+from hub.flows.lagesbild import aggregate_keys, county_increment
 from hub.flows.routing import Router
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
@@ -93,11 +94,15 @@ from hub.settings import HubSettings
 from hub.topics import Topics
 
 AGGREGATE = "se.samverkan.hub.LagesbildAggregate"
-# Years before the synthetic entries, so that only the probe's own events count into its aggregate.
+# An area no synthetic entry has, on today's date, so that only the probe's own events count into its aggregate.
+_TODAY = date.today()
 PROBE = {
-    "receiver": "lagesbild", "municipality_code": "1381", "area": "Centrum", "category": "residential_burglary",
-    "week": "2019-W33", "day": "2019-08-14", "event_type": "polisen.incident_report", "participants": None,
+    "receiver": "lagesbild", "municipality_code": "1381", "area": "Benchprobe", "category": "residential_burglary",
+    "week": f"{_TODAY.isocalendar().year}-W{_TODAY.isocalendar().week:02d}", "day": _TODAY.isoformat(),
 }  # fmt: skip
+HORIZON_DAYS = 400
+"""The recovering worker keeps day counts this far back (not the default 70), so that the year of synthetic
+days it loads is all kept: the benchmark measures loading that many keys."""
 
 
 def changelog_topic(namespace: str) -> str:
@@ -159,7 +164,8 @@ def make_increments(n: int, seed: int = 6) -> list[tuple[bytes, bytes]]:
     start = replay_start(datetime.now(UTC), n, 1.0)  # about one increment per event
     for offset, event in enumerate(Simulator(seed, start).events()):
         msg = Message(event_topic(event, topics), 0, offset, None, serde.encode(event))
-        out += [(o.key, o.value) for o in pipeline.process(msg).outputs if o.topic == topics.lagesbild]
+        out += [(f"{i['receiver']}|{i['municipality_code']}".encode(), orjson.dumps(i))
+                for i in pipeline.process(msg).increments]  # fmt: skip
         if len(out) >= n:
             return out[:n]
     raise AssertionError("the simulator's stream is endless")
@@ -273,15 +279,22 @@ def synthetic_increments(n: int, seed: int = 5) -> Iterator[dict[str, Any]]:
             return
 
 
-def table_entry(inc: dict[str, Any]) -> tuple[str, list[str]]:
-    """The counts table's entry for a counted increment, as :meth:`hub.flows.lagesbild.Counts.apply` stores it:
-    ``receiver|municipality|event id`` → the aggregate keys the event counts into."""
-    return contribution_key(inc), [key for *_, key in aggregate_keys(inc)]
+def synthetic_counts(keys: int, seed: int = 5) -> dict[str, int]:
+    """``keys`` aggregate keys and their counts, as the stage's :class:`Counts` holds them after counting
+    :func:`synthetic_increments` (its ``aggregate_keys``; in the order the keys were first counted)."""
+    counts: dict[str, int] = {}
+    for inc in synthetic_increments(keys * 4, seed):  # at most 4 keys per increment; usually fewer are new
+        for *_, key in aggregate_keys(inc):
+            counts[key] = counts.get(key, 0) + 1
+        if len(counts) >= keys:
+            break
+    return dict(itertools.islice(counts.items(), keys))
 
 
-def encode_table_entry(key: str, value: list[str]) -> tuple[bytes, bytes]:
-    """A state record as the worker writes it."""
-    return encode_record(key, value)
+def state_partition(key: str, partitions: int) -> int:
+    """The ``hub.lagesbild-state`` partition of an aggregate key: that of the increments that count into it."""
+    receiver, municipality = key.split("|", 2)[:2]
+    return partition_for(f"{receiver}|{municipality}", partitions)
 
 
 @dataclass
@@ -295,18 +308,16 @@ class RecoveryTable:
 
 
 async def prepare_recovery(bootstrap: str, keys: int, seed: int = 5) -> RecoveryTable:
-    """Create the namespace's topics and the table's changelog; write ``keys`` entries (plus two probe events)."""
+    """Create the namespace's topics and the table's changelog; write ``keys`` entries (plus the probe's)."""
     ns = f"benchrec{uuid.uuid4().hex[:6]}."
     settings = bench_settings(bootstrap, ns)
     n_parts = settings.topic_partitions
     kafka = await provision(settings)  # the workers of every run read it as their group's (ACLs included)
     topic = changelog_topic(ns)  # created with the hub's topics
-    rng = random.Random(seed)
-    probes = [{**PROBE, "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4))} for _ in range(2)]
+    probes = {key: 2 for area, *_, key in aggregate_keys(PROBE) if area}  # the probe area's, counted twice before
     by_partition: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in range(n_parts)}
-    for inc in itertools.chain(synthetic_increments(keys, seed), probes):
-        source_key = f"{inc['receiver']}|{inc['municipality_code']}"
-        by_partition[partition_for(source_key, n_parts)].append(encode_table_entry(*table_entry(inc)))
+    for key, count in itertools.chain(synthetic_counts(keys, seed).items(), probes.items()):
+        by_partition[state_partition(key, n_parts)].append(encode_record(key, count))
     started = time.perf_counter()
     await produce_batches(kafka, topic, by_partition)
     return RecoveryTable(ns, keys, time.perf_counter() - started)
@@ -327,7 +338,7 @@ async def probe(bootstrap: str, topics: Topics, timeout_s: float = 120) -> int |
         producer = clients.producer(kafka, acks="all")
         await producer.start()
         try:
-            increment = {**PROBE, "event_id": str(uuid.uuid4())}
+            increment = {**PROBE, "n": 1}
             await producer.send_and_wait(topics.lagesbild, json.dumps(increment).encode(), key=b"lagesbild|1381")
         finally:
             await producer.stop()
@@ -353,7 +364,9 @@ async def run_recovery(bootstrap: str, work: Path, table: RecoveryTable, timeout
     port = free_port()
     log = state / "worker.log"
     t_launch = time.perf_counter()
-    worker = spawn_hub(["worker", "-l", "info"], hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port)), log)
+    env = hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port),
+                  HUB_LAGESBILD__DAY_HORIZON_DAYS=str(HORIZON_DAYS), HUB_LAGESBILD__WEEK_HORIZON_DAYS=str(HORIZON_DAYS))
+    worker = spawn_hub(["worker", "-l", "info"], env, log)
     rss = PeakRss().start()
     rss.watch("worker", worker.pid)
     try:
@@ -368,24 +381,25 @@ async def run_recovery(bootstrap: str, work: Path, table: RecoveryTable, timeout
         raise RuntimeError(f"faust reported errors while recovering {changelog_topic(ns)}:\n{log_tail(log)}")
     if got != expected:
         raise RuntimeError(
-            f"the worker did not recover the table it was given: the probe aggregate, counted by "
-            f"{table.probe_count} written entries, published count {got if got is not None else '<3'} after one more "
+            f"the worker did not recover the table it was given: the probe aggregate, written with "
+            f"the count {table.probe_count}, published count {got if got is not None else '<3'} after one more "
             f"increment instead of {expected}. Does the worker's lägesbild state ({changelog_topic(ns)!r}) still hold "
-            f"what hub.flows.lagesbild.Counts.apply stores (bench_recovery.table_entry)?"
+            f"what hub.flows.lagesbild.Counts holds (bench_recovery.synthetic_counts)?"
         )
     table.probe_count = expected
     load_s, loaded = state_loads(text)
     if loaded < table.keys:
-        raise RuntimeError(f"the worker logged loading {loaded:,} counted events, not the {table.keys:,} written; "
+        raise RuntimeError(f"the worker logged loading {loaded:,} aggregates, not the {table.keys:,} written; "
                            f"is hub.lagesbild_store's 'partition ... loaded' log line unchanged?\n{log_tail(log)}")
     return {"ready_s": t_ready - t_launch, "load_s": load_s, "rss_recovery_mib": rss.peak_mib("worker")}
 
 
-LOADED = re.compile(r"partition (\d+) loaded: (\d+) counted events, \d+ aggregates in ([0-9.]+) s")
+LOADED = re.compile(r"partition (\d+) loaded: (\d+) aggregates \(\d+ older per-event records converted\) "
+                    r"in ([0-9.]+) s")
 
 
 def state_loads(worker_log: str) -> tuple[float, int]:
-    """(seconds, counted events) of the state load the worker logged (``hub.lagesbild_store``): partitions
+    """(seconds, aggregate keys) of the state load the worker logged (``hub.lagesbild_store``): partitions
     load concurrently, so the table's recovery time is the longest partition's load."""
     loads = {int(p): (float(s), int(n)) for p, n, s in LOADED.findall(worker_log)}
     return max((s for s, _ in loads.values()), default=float("nan")), sum(n for _, n in loads.values())

@@ -5,9 +5,9 @@ workers stopped (it refuses otherwise: a running worker would keep its old state
 
 1. reads every agency topic from offset 0 and runs each message through the same pipeline the worker runs
    (rules, gate, deduplication) in memory, keeping only the lägesbild increments;
-2. counts them as the worker does (:func:`hub.flows.lagesbild.apply_increment`, county copies included);
-3. replaces the stage's state (``hub.lagesbild-state``): a record for every event counted, tombstones for
-   records that no longer hold, each written to the partition the worker reads it from;
+2. counts them as the worker does (:func:`hub.flows.lagesbild.coalesce`, county copies included);
+3. replaces the stage's state (``hub.lagesbild-state``): a record of every aggregate key's count, tombstones
+   for keys that no longer hold, each written to the partition the worker reads it from;
 4. publishes the recomputed aggregate of every key to ``deliver.<receiver>.<kommunkod>``, so receivers' latest
    figures are the corrected ones (suppression below 3 as always).
 
@@ -28,7 +28,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hub.audit import AuditChain
 from hub.contract.outputs import LagesbildAggregate
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, Publication, aggregate_keys, county_increment
+from hub.flows.lagesbild import Counts, Publication, aggregate_keys, coalesce
 from hub.flows.routing import Router
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
@@ -79,21 +79,17 @@ async def recount(settings: HubSettings, kafka: KafkaAccess) -> tuple[Counts, li
         Router(load_rules(settings.rules_path), settings.county_code), Serde(), Pseudonymiser(settings),
         seen={}, consents={}, chain=AuditChain(), dedup_window_s=settings.dedup_window_hours * 3600, topics=topics,
     )  # fmt: skip
-    counts = Counts()
-    increments: list[dict[str, Any]] = []
+    made: list[dict[str, Any]] = []
     messages = 0
     async for r in read_to_end(kafka, topics.sources(settings.municipality_codes)):
         messages += 1
         result = pipeline.process(Message(r.topic, r.partition, r.offset, r.key, r.value),
                                   now=datetime.fromtimestamp(r.timestamp_ms / 1000, UTC))  # fmt: skip
-        for out in result.outputs:
-            if out.topic != topics.lagesbild:
-                continue
-            inc = json.loads(out.value)
-            county = county_increment(inc, settings.county_code)
-            for each in [inc] if county is None else [inc, county]:
-                counts.apply(each)
-                increments.append(each)
+        made += result.increments
+    counts = Counts()
+    increments = coalesce(made, settings.county_code)
+    for inc in increments:
+        counts.apply(inc)
     return counts, increments, messages
 
 
@@ -106,7 +102,7 @@ async def rebuild(settings: HubSettings, kafka: KafkaAccess) -> RebuildReport:
         )
     report = RebuildReport()
     counts, increments, report.source_messages = await recount(settings, kafka)
-    report.increments, report.keys = len(increments), len(counts.counts)
+    report.increments, report.keys = sum(inc["n"] for inc in increments), len(counts.counts)
 
     topics = Topics(settings.topic_namespace)
     state = topics.lagesbild_state
@@ -114,7 +110,7 @@ async def rebuild(settings: HubSettings, kafka: KafkaAccess) -> RebuildReport:
     async for r in read_to_end(kafka, [state]):
         if r.key is not None:
             stale.add(r.key)
-    records = {k: encode_record(k, keys) for k, keys in counts.contributions.items()}
+    records = {k: encode_record(k, n) for k, n in counts.counts.items()}
     removed = stale - {key for key, _ in records.values()}
     report.removed_keys = len(removed)
 
@@ -158,6 +154,7 @@ def _publications(counts: Counts, increments: Iterable[dict[str, Any]]) -> list[
 
 
 def _increment_key(table_key: str) -> bytes:
-    """``receiver|municipality`` of a table key: the key of the increment that made it."""
+    """``receiver|municipality`` of a state key (an aggregate key, or an older per-event key): the key of
+    the increments that made it."""
     receiver, municipality = table_key.split("|", 2)[:2]
     return f"{receiver}|{municipality}".encode()

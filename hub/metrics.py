@@ -13,6 +13,9 @@ AGGREGATED = Counter("hub_aggregated_total", "Events counted into aggregates, pe
 REFUSED = Counter("hub_refusals_total", "Planned deliveries refused by the gate", ["receiver", "reason"])
 DEADLETTERED = Counter("hub_deadletters_total", "Messages sent to hub.deadletter", ["reason"])
 DUPLICATES = Counter("hub_duplicates_total", "Re-sent events dropped by deduplication")
+LAGESBILD_TOO_LATE = Counter("hub_lagesbild_too_late_total",
+                             "Events not counted: their lägesbild periods had ended before the horizon")
+DEDUP_EXPIRED = Counter("hub_dedup_marks_expired_total", "Dedup marks deleted after the dedup window")
 CONSENT_RECORDED = Counter("hub_consent_events_total", "Consent events applied to the consent state")
 LATENCY = Histogram(
     "hub_processing_seconds",

@@ -1,7 +1,7 @@
 """One message's walk through the hub, top to bottom, with no Kafka in it.
 
 intake (decode, source check) → deduplicate → consent state → route → gate → minimise/pseudonymise
-→ outputs (deliveries, lägesbild increments, audit records, dead letters).
+→ outputs (deliveries, audit records, dead letters) and lägesbild increments.
 
 The source of an event is the source unit whose topic it was read from — what the broker authenticated
 (only ``kommun-1381``'s principals may write ``agency.kommun.1381.events``) — never what the record claims:
@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from hub import metrics
 from hub.audit import AuditChain
 from hub.contract.errors import ContractError
@@ -32,7 +30,7 @@ from hub.contract.outputs import AuditRecord, Deadletter, Decision, Delivery, Re
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
 from hub.flows.minimise import delivery_datum, disclosed_fields
-from hub.flows.routing import Plan, Router, event_category, field_value
+from hub.flows.routing import Plan, Router, event_category
 from hub.identity import SourceUnit
 from hub.logsafety import redact
 from hub.pseudonym import Pseudonymiser
@@ -67,6 +65,9 @@ class Output:
 @dataclass
 class Result:
     outputs: list[Output] = field(default_factory=list)
+    increments: list[dict[str, Any]] = field(default_factory=list)
+    """The lägesbild count increments of the event, one per receiver × municipality on the aggregated basis:
+    the worker coalesces a batch's (:func:`hub.flows.lagesbild.coalesce`) and writes them to ``hub.lagesbild``."""
     event_id: str | None = None
     outcome: str = "processed"
     """processed | duplicate | deadletter"""
@@ -210,7 +211,7 @@ class Pipeline:
             self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, verdict.reason, [], now)
             return
         if plan.spec.basis_kind is Basis.AGGREGATED:
-            result.outputs.append(self._increment(plan, event, result.event_id or str(event.envelope.event_id)))
+            result.increments.append(self._increment(plan, event))
             metrics.child(metrics.AGGREGATED, plan.receiver).inc()
             self._audit(result, msg, event, plan.receiver, "aggregated", plan.spec.basis, None,
                         sorted(plan.spec.fields), now)  # fmt: skip
@@ -223,19 +224,15 @@ class Pipeline:
         self._audit(result, msg, event, plan.receiver, "delivered", plan.spec.basis, None,
                     disclosed_fields(plan, delivery), now)  # fmt: skip
 
-    def _increment(self, plan: Plan, event: FastEvent, event_id: str) -> Output:
-        """A count increment for the lägesbild stage, keyed by what it counts (no personal data)."""
+    def _increment(self, plan: Plan, event: FastEvent) -> dict[str, Any]:
+        """A count increment for the lägesbild stage: what it counts, no personal data."""
         env = event.envelope
-        label = event_category(event) or env.event_type.split(".", 1)[1]
         iso = env.occurred_at.isocalendar()
-        increment = {
+        return {
             "receiver": plan.receiver, "municipality_code": plan.municipality_code, "area": env.area,
-            "category": label, "week": f"{iso.year}-W{iso.week:02d}", "day": env.occurred_at.date().isoformat(),
-            "event_id": event_id, "event_type": env.event_type,
-            "participants": field_value(event, "payload.participants"),
+            "category": event_category(event) or env.event_type.split(".", 1)[1],
+            "week": f"{iso.year}-W{iso.week:02d}", "day": env.occurred_at.date().isoformat(),
         }  # fmt: skip
-        key = f"{plan.receiver}|{plan.municipality_code}"
-        return Output(self.topics.lagesbild, key.encode(), orjson.dumps(increment))
 
     def _audit(
         self, result: Result, msg: Message, event: FastEvent, receiver: str, decision: str, basis: str,

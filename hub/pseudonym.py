@@ -25,7 +25,7 @@ class Pseudonymiser:
         self._person_key = _derive(master, "person-key")
         self._explicit = {r: k.get_secret_value().encode() for r, k in settings.pseudonym_keys.items()}
         self._master = master
-        self.pseudonym = lru_cache(maxsize=65536)(self._pseudonym)
+        self.pseudonym = lru_cache(maxsize=8192)(self._pseudonym)  # bounded: ~2 MB, the people seen lately
 
     def key_for(self, receiver: str) -> bytes:
         return self._explicit.get(receiver) or _derive(self._master, f"pseudonym:{receiver}")

@@ -98,5 +98,5 @@ class Topics:
 
     @property
     def lagesbild_state(self) -> str:
-        """Internal, compacted: the lägesbild stage's counted events, per ``hub.lagesbild`` partition."""
+        """Internal, compacted: the lägesbild stage's count per aggregate key, per ``hub.lagesbild`` partition."""
         return f"{self.namespace}hub.lagesbild-state"

@@ -9,20 +9,20 @@ increment publishes a suppressed record ("<3"), the next one nothing, and from 3
 the count. Each municipal increment is also forwarded once as a county increment, so
 ``deliver.<receiver>.13`` carries the county totals for Länsstyrelsen and the region.
 
-**Counting is idempotent.** The state written to Kafka is not a number per aggregate but one record per
-counted event (:class:`Counts`), so an increment processed twice — the worker's at-least-once redelivery
-after a crash, or a route stage that ran twice — counts once, and one table write covers all the keys an
-event counts into. A repeated increment publishes its keys' current state again, which repairs a
-publication lost in the crash. The aggregates are therefore the same after a crash as without one, and
-can be recomputed from the agency topics (:mod:`hub.lagesbild_rebuild`).
+**Counted exactly once, state bounded by the keys.** The state is the count per aggregate key
+(:class:`Counts`): the worker writes each batch's increments, the counts they change and the offsets it
+read in one Kafka transaction (:mod:`hub.kafka.transactions`), so an increment is counted once whatever
+crashes, and no per-event record is kept — the state grows with receivers × municipalities × areas ×
+categories × periods, never with the number of events counted. Increments are coalesced per batch
+(:func:`coalesce`: one increment with a count ``n`` per receiver, municipality, area, category and period),
+and the county copy is made there too, so each event costs the stage a fraction of an increment. The
+aggregates can be recomputed from the agency topics (:mod:`hub.lagesbild_rebuild`).
 """
 
 from __future__ import annotations
 
-import collections
-import itertools
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -77,45 +77,136 @@ def aggregate_keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, st
     return out
 
 
-class Counts:
-    """The lägesbild's state: which events were counted and the counts they make.
+@dataclass(frozen=True)
+class Horizon:
+    """How far back of the newest day counted the counts are kept (``HUB_LAGESBILD__*_HORIZON_DAYS``).
 
-    ``contributions`` maps ``receiver|municipality|event id`` to the aggregate keys that event was counted
-    into; it is the only state written to Kafka (``hub.lagesbild-state``, :mod:`hub.lagesbild_store`), one
-    small record per event. ``counts`` (aggregate key → number) is derived from it in memory.
+    Day counts for the wave check's window (7 days and the trailing weeks: 63 days by default) and a margin;
+    week counts for a year and a bit, so this year's weeks can be held against last year's. An aggregate whose
+    period ended before its horizon is final: its last published figure stands on the receiver's topic, its
+    count leaves the state (a tombstone in the changelog), and an increment that arrives for it later is not
+    counted (``hub_lagesbild_too_late_total``; ``hub lagesbild --rebuild`` recounts from the agency topics)."""
+
+    day_days: int = 70
+    week_days: int = 400
+
+
+def period_end(period: str) -> date:
+    """The last day of an aggregate's period (``2026-08-14``, or ``2026-W33``: its Sunday)."""
+    if "W" in period:
+        year, week = period.split("-W")
+        return date.fromisocalendar(int(year), int(week), 7)
+    return date.fromisoformat(period)
+
+
+class Counts:
+    """The lägesbild's state: the count of every aggregate key (``receiver|municipality|area|category|period``).
+
+    Written to Kafka as one record per key a batch changed (``hub.lagesbild-state``, :mod:`hub.lagesbild_store`):
+    :attr:`dirty` holds the keys changed since the last :meth:`drain`. Bounded by the :class:`Horizon`: the
+    newest day counted (never past tomorrow by the wall clock, so a mistyped future date cannot expire
+    everything) moves the horizon, and the counts of periods that ended before it are dropped.
     """
 
-    def __init__(self, contributions: MutableMapping[str, list[str]] | None = None) -> None:
-        self.contributions: MutableMapping[str, list[str]] = {} if contributions is None else contributions
-        self.counts: dict[str, int] = {}
-        self.recount()
+    def __init__(self, counts: dict[str, int] | None = None, horizon: Horizon | None = None) -> None:
+        self.counts: dict[str, int] = {} if counts is None else counts
+        self.horizon = horizon or Horizon()
+        self.dirty: set[str] = set()
+        self.retired: list[str] = []
+        """State keys to tombstone at the next drain: expired counts, and older per-event records converted on load."""
+        self.too_late = 0
+        """Increments not counted because their periods had ended before the horizon."""
+        self._periods: dict[str, set[str]] = {}
+        self._ends: dict[str, date] = {}
+        self._cutoff_day = self._cutoff_week = date.min
+        self.newest: date | None = None
+        for key in self.counts:
+            period = key.rsplit("|", 1)[-1]
+            self._periods.setdefault(period, set()).add(key)
+            if "W" not in period:
+                day = self._end(period)
+                if self.newest is None or day > self.newest:
+                    self.newest = day
+        self._advance(self.newest)
 
-    def recount(self) -> None:
-        self.counts = dict(collections.Counter(itertools.chain.from_iterable(self.contributions.values())))
+    def _end(self, period: str) -> date:
+        end = self._ends.get(period)
+        if end is None:
+            end = self._ends[period] = period_end(period)
+        return end
+
+    def _advance(self, day: date | None) -> None:
+        """The newest day counted is ``day``: drop the counts of periods that ended before the horizon."""
+        if day is None:
+            return
+        day = min(day, datetime.now(UTC).date() + timedelta(days=1))
+        self.newest = day
+        self._cutoff_day = day - timedelta(days=self.horizon.day_days)
+        self._cutoff_week = day - timedelta(days=self.horizon.week_days)
+        for period in list(self._periods):
+            if self._end(period) < (self._cutoff_week if "W" in period else self._cutoff_day):
+                for key in self._periods.pop(period):
+                    del self.counts[key]
+                    self.dirty.discard(key)
+                    self.retired.append(key)
+                self._ends.pop(period, None)
 
     def apply(self, inc: dict[str, Any], now: datetime | None = None) -> list[Publication]:
-        """Count ``inc`` once per event id; return the aggregates to publish (suppressed below 3).
+        """Count ``inc`` (``n`` events, default 1); return the aggregates to publish (suppressed below 3).
 
-        An increment seen before changes nothing and republishes the current state of its keys (which
-        repairs a publication a crash may have lost)."""
+        A key is published when it is first counted (as "<3") and whenever it reaches 3 or more; a change
+        within 1–2 publishes nothing (the suppressed figure a receiver holds stays true)."""
         now = now or datetime.now(UTC)
-        keys = aggregate_keys(inc)
-        contribution = contribution_key(inc)
-        repeated = contribution in self.contributions
-        if not repeated:
-            self.contributions[contribution] = [key for *_, key in keys]
-            for *_, key in keys:
-                self.counts[key] = self.counts.get(key, 0) + 1
+        n = inc.get("n", 1)
+        day = self._end(inc["day"])
+        if self.newest is None or day > self.newest:
+            self._advance(day)
+        counts = self.counts
         out: list[Publication] = []
-        for area, kind, period, key in keys:
-            count = self.counts.get(key, 0)
-            if repeated or count >= SUPPRESS_BELOW or count == 1:
-                out.append(Publication(inc["receiver"], inc["municipality_code"], inc, area, kind, period, count, now))
+        late = True
+        for area, kind, period, key in aggregate_keys(inc):
+            if self._end(period) < (self._cutoff_day if kind is PeriodKind.day else self._cutoff_week):
+                continue  # final: that period ended before the horizon
+            late = False
+            old = counts.get(key, 0)
+            if old == 0:
+                self._periods.setdefault(period, set()).add(key)
+            counts[key] = new = old + n
+            self.dirty.add(key)
+            if old == 0 or new >= SUPPRESS_BELOW:
+                out.append(Publication(inc["receiver"], inc["municipality_code"], inc, area, kind, period, new, now))
+        if late:
+            self.too_late += n
+        return out
+
+    def drain(self) -> list[tuple[str, int | None]]:
+        """(key, count) of every key changed since the last drain, and (key, None) for each retired one."""
+        out: list[tuple[str, int | None]] = [(k, None) for k in self.retired]
+        out += [(k, self.counts[k]) for k in self.dirty]
+        self.dirty.clear()
+        self.retired.clear()
         return out
 
 
-def contribution_key(inc: dict[str, Any]) -> str:
-    return f"{inc['receiver']}|{inc['municipality_code']}|{inc['event_id']}"
+_COALESCED = ("receiver", "municipality_code", "area", "category", "week", "day")
+
+
+def coalesce(increments: Iterable[dict[str, Any]], county_code: str) -> list[dict[str, Any]]:
+    """One increment per receiver × municipality × area × category × week × day, with the number ``n`` of
+    events it stands for, and the county copy of each municipal one (in the order keys first appear)."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for inc in increments:
+        for each in (inc, county_increment(inc, county_code)):
+            if each is None:
+                continue
+            key = (*(each.get(f) for f in _COALESCED), bool(each.get("county_copy")))
+            seen = out.get(key)
+            if seen is None:
+                out[key] = {**{f: each.get(f) for f in _COALESCED}, "n": each.get("n", 1),
+                            **({"county_copy": True} if each.get("county_copy") else {})}  # fmt: skip
+            else:
+                seen["n"] += each.get("n", 1)
+    return list(out.values())
 
 
 def aggregate(inc: dict[str, Any], area: str | None, kind: PeriodKind, period: str, count: int,
@@ -146,6 +237,11 @@ class WaveRule:
     """... and at least this many times the trailing weekly mean."""
     trailing_weeks: int = 8
 
+    def watches(self, inc: dict[str, Any]) -> bool:
+        """Whether an increment is one the wave check counts (a municipal area's burglaries for the lägesbild)."""
+        return (inc["category"] == self.category and bool(inc.get("area")) and not inc.get("county_copy")
+                and inc["receiver"] == "lagesbild")  # fmt: skip
+
     def describe(self) -> str:
         return f">= {self.min_count} in 7 days and >= {self.factor:g} x the trailing {self.trailing_weeks}-week mean"
 
@@ -159,7 +255,7 @@ def check_wave(
     first counted burglary for which it no longer does.
     """
     area = inc.get("area")
-    if inc["category"] != rule.category or not area or inc.get("county_copy") or inc["receiver"] != "lagesbild":
+    if not area or not rule.watches(inc):
         return None
     base = f"{inc['receiver']}|{inc['municipality_code']}|{area}|{rule.category}"
     end = date.fromisoformat(inc["day"])

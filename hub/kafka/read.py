@@ -55,23 +55,48 @@ async def read_batches_to_end(kafka: KafkaAccess, topics: list[str], fetch_max_b
         if not tps:
             return
         consumer.assign(tps)
-        end = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10000)
-            for tp, messages in batch.items():
-                if messages and messages[-1].offset >= end[tp]:  # written after the start: not ours to read
-                    messages = [m for m in messages if m.offset < end[tp]]
-                if messages:
-                    yield tp, messages
-            # Done with a partition once its position passed the end taken at the start (records may be
-            # returned in several batches, and offsets need not be contiguous).
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
+        async for batch in _batches(consumer, tps):
+            yield batch
     finally:
         await consumer.stop()
+
+
+async def read_batches_from(kafka: KafkaAccess, starts: dict[TopicPartition, int],
+                            fetch_max_bytes: int = 16 * 1024 * 1024) -> AsyncGenerator[Batch, None]:  # fmt: skip
+    """The committed records of each partition from its offset in ``starts`` to its end now, a fetched batch
+    at a time (a start before the log's start reads from there)."""
+    consumer = clients.consumer(kafka, auto_offset_reset="earliest", fetch_max_bytes=fetch_max_bytes,
+                                max_partition_fetch_bytes=fetch_max_bytes)
+    try:  # stopped even when starting fails (the broker may be down)
+        await consumer.start()
+        if not starts:
+            return
+        consumer.assign(list(starts))
+        for tp, start in starts.items():
+            consumer.seek(tp, start)
+        async for batch in _batches(consumer, list(starts)):
+            yield batch
+    finally:
+        await consumer.stop()
+
+
+async def _batches(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> AsyncGenerator[Batch, None]:
+    """From each partition's position to its end when called."""
+    end = await consumer.end_offsets(tps)
+    remaining = {tp for tp in tps if end[tp] > 0 and await consumer.position(tp) < end[tp]}
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10000)
+        for tp, messages in batch.items():
+            if messages and messages[-1].offset >= end[tp]:  # written after the start: not ours to read
+                messages = [m for m in messages if m.offset < end[tp]]
+            if messages:
+                yield tp, messages
+        # Done with a partition once its position passed the end taken at the start (records may be
+        # returned in several batches, and offsets need not be contiguous).
+        for tp in list(remaining):
+            if await consumer.position(tp) >= end[tp]:
+                remaining.discard(tp)
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topics: list[str]) -> dict[str, list[int]]:

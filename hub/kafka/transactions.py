@@ -65,6 +65,12 @@ class BatchHandler(Protocol):
     def process(self, messages: list[Message]) -> Sequence[Produce]:
         """Every record to produce for ``messages`` (outputs and state changelog records)."""
 
+    async def committed(self) -> None:
+        """Called after each batch's transaction committed."""
+
+    async def close(self) -> None:
+        """Called once when the loop stops, after its last commit."""
+
 
 class Fenced(RuntimeError):
     """Another process took this worker's transactional id over: this one must stop."""
@@ -126,6 +132,10 @@ class TransactionalLoop:
             await self._stop()
 
     async def _stop(self) -> None:
+        try:
+            await self.handler.close()
+        except Exception as exc:  # best effort, as below
+            log.warning("closing the state: %r", exc)
         for part in (self.consumer, self.producer):
             if part is not None:
                 try:
@@ -166,6 +176,7 @@ class TransactionalLoop:
                 log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", len(messages), exc)
                 await self._recover()
                 return
+            await self.handler.committed()
 
     async def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """... and its partitions still assigned here are sought back to their committed offsets: getmany

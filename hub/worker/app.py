@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hub import logsafety, metrics
 from hub.audit import AuditChain
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import WaveRule
+from hub.flows.lagesbild import Horizon, WaveRule
 from hub.flows.routing import Router
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
@@ -42,6 +42,7 @@ from hub.rules.model import load_rules
 from hub.settings import DEV_SECRET, HubSettings
 from hub.topics import Topics
 from hub.worker.batch import BatchProcessor, WorkerState
+from hub.worker.marks import DedupMarks
 from hub.worker.state import PartitionedTable
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,10 @@ def build_loop(settings: HubSettings, kafka: KafkaAccess) -> TransactionalLoop:
     topics = Topics(settings.topic_namespace)
     if settings.secret_key.get_secret_value() == DEV_SECRET:  # only possible with HUB_ENV=dev (hub.secrets)
         log.warning("HUB_SECRET_KEY is the development default; set a real secret in production")
-    seen, consents, alerts = (PartitionedTable(t) for t in (topics.dedup, topics.consent, topics.lagesbild_alerts))
+    name = instance_name(settings)
+    window_ms = int(settings.dedup_window_hours * 3600 * 1000)
+    seen = DedupMarks(topics.dedup, settings.state_dir / "worker" / name / "dedup", window_ms)
+    consents, alerts = (PartitionedTable(t) for t in (topics.consent, topics.lagesbild_alerts))
     serde = Serde()
     pipeline = Pipeline(
         Router(load_rules(settings.rules_path), settings.county_code), serde, Pseudonymiser(settings),
@@ -67,10 +71,10 @@ def build_loop(settings: HubSettings, kafka: KafkaAccess) -> TransactionalLoop:
     )  # fmt: skip
     lb = settings.lagesbild
     wave = WaveRule(min_count=lb.alert_min_count, factor=lb.alert_factor, trailing_weeks=lb.alert_trailing_weeks)
-    stage = LagesbildStage(serde, topics, settings.county_code, wave, alerts)
+    horizon = Horizon(day_days=lb.day_horizon_days, week_days=lb.week_horizon_days)
+    stage = LagesbildStage(serde, topics, settings.county_code, wave, alerts, horizon)
     processor = BatchProcessor(pipeline, stage, topics, [seen, consents, alerts], {})
     w = settings.worker
-    name = instance_name(settings)
     config = LoopConfig(
         group_id=w.app_id, transactional_id=f"{w.app_id}-{name}", instance_id=w.instance_id,
         session_timeout_ms=int(w.session_timeout_s * 1000), max_records=w.batch_max_records,

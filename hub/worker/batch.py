@@ -2,14 +2,16 @@
 
 :class:`BatchProcessor` (no Kafka in it) takes a batch of messages as the transactional loop read them:
 agency messages go through :class:`hub.pipeline.Pipeline` one by one, in offset order per partition, with
-the partitioned state tables pointed at the message's partition; the batch's lägesbild increments are
-counted per ``hub.lagesbild`` partition and coalesced (:meth:`LagesbildStage.process_batch`). It returns
+the partitioned state tables pointed at the message's partition, and the lägesbild increments they make are
+coalesced into one per key with its count (county copies included) for ``hub.lagesbild``; the increments
+read from ``hub.lagesbild`` are counted per partition (:meth:`LagesbildStage.process_batch`). It returns
 every record to write in the batch's transaction: the outputs and the changelog records of the state the
 batch changed.
 
 :class:`WorkerState` is the handler the loop calls: it loads an assigned partition number's state (dedup
 marks, consent, wave-alert flags, lägesbild counts, the audit chain's head) from the committed changelogs
-before the partition's first message, and drops it when the partition goes to another worker.
+before the partition's first message — the dedup marks from their on-disk store, brought up to date from
+their changelog (:mod:`hub.worker.marks`) — and drops it when the partition goes to another worker.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from hub.contract.outputs import AuditRecord
-from hub.flows.lagesbild import Counts
+from hub.flows.lagesbild import Counts, coalesce
 from hub.kafka.admin import last_records
 from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_compacted
@@ -27,6 +32,7 @@ from hub.lagesbild_stage import LagesbildStage
 from hub.lagesbild_store import load_partitions
 from hub.pipeline import Message, Output, Pipeline
 from hub.topics import Topics
+from hub.worker.marks import DedupMarks
 from hub.worker.state import PartitionedTable, StateRecord
 
 
@@ -37,7 +43,7 @@ class BatchProcessor:
     pipeline: Pipeline
     stage: LagesbildStage
     topics: Topics
-    tables: Sequence[PartitionedTable]
+    tables: Sequence[PartitionedTable | DedupMarks]
     """Every state table the pipeline and the stage write (dedup marks, consent, wave-alert flags)."""
     counts: dict[int, Counts]
     """The lägesbild counts per ``hub.lagesbild`` partition (loaded by :class:`WorkerState`)."""
@@ -45,6 +51,7 @@ class BatchProcessor:
     def process(self, messages: list[Message]) -> list[Output | StateRecord]:
         out: list[Output | StateRecord] = []
         increments: dict[int, list[tuple[bytes, int]]] = {}
+        made: list[dict[str, Any]] = []
         lagesbild = self.topics.lagesbild
         for m in messages:
             if m.topic == lagesbild:
@@ -52,11 +59,18 @@ class BatchProcessor:
                 continue
             for table in self.tables:
                 table.current = m.partition
-            out += self.pipeline.process(m).outputs
+            result = self.pipeline.process(m)
+            out += result.outputs
+            made += result.increments
+        for inc in coalesce(made, self.stage.county_code):
+            key = f"{inc['receiver']}|{inc['municipality_code']}".encode()
+            out.append(Output(lagesbild, key, orjson.dumps(inc)))
         for partition, values in increments.items():
             for table in self.tables:
                 table.current = partition
-            counts = self.counts.setdefault(partition, Counts())
+            counts = self.counts.get(partition)
+            if counts is None:
+                counts = self.counts[partition] = Counts(horizon=self.stage.horizon)
             out += self.stage.process_batch(counts, values, partition)
         for table in self.tables:
             out += table.drain()
@@ -77,13 +91,15 @@ class WorkerState:
     async def load(self, partitions: set[int]) -> None:
         if not partitions:
             return
-        tables = list(self.processor.tables)
-        states, counts, heads = await asyncio.gather(
-            asyncio.gather(*(read_compacted(self.kafka, t.topic, partitions) for t in tables)),
-            load_partitions(self.kafka, self.topics.lagesbild_state, partitions),
+        memory = [t for t in self.processor.tables if isinstance(t, PartitionedTable)]
+        disk = [t for t in self.processor.tables if isinstance(t, DedupMarks)]
+        states, counts, heads, *_ = await asyncio.gather(
+            asyncio.gather(*(read_compacted(self.kafka, t.topic, partitions) for t in memory)),
+            load_partitions(self.kafka, self.topics.lagesbild_state, partitions, self.processor.stage.horizon),
             last_records(self.kafka, self.topics.audit, partitions),
+            *(t.recover(self.kafka, partitions) for t in disk),
         )  # fmt: skip
-        for table, records in zip(tables, states, strict=True):
+        for table, records in zip(memory, states, strict=True):
             for p in partitions:
                 table.load(p, records.get(p, {}))
         self.processor.counts.update(counts)
@@ -92,6 +108,21 @@ class WorkerState:
         for p, last in heads.items():
             record = serde.decode(last) if last is not None else None
             chain.set_head(p, record if isinstance(record, AuditRecord) else None)
+
+    async def committed(self) -> None:
+        """After a batch's transaction committed: the on-disk state's checkpoints move up (now and then)."""
+        for table in self.processor.tables:
+            if isinstance(table, DedupMarks):
+                await table.checkpoint(self.kafka)
+
+    async def close(self) -> None:
+        """When the loop stops (after its last commit): checkpoint and close the on-disk state."""
+        for table in self.processor.tables:
+            if isinstance(table, DedupMarks):
+                try:
+                    await table.checkpoint(self.kafka, force=True)
+                finally:
+                    table.close()
 
     def drop(self, partitions: set[int]) -> None:
         for p in partitions:

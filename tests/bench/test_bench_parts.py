@@ -13,16 +13,17 @@ from pathlib import Path
 import pytest
 
 from bench.bench_recovery import (
+    HORIZON_DAYS,
     changelog_topic,
-    encode_table_entry,
     partition_for,
     partitions_behind,
+    state_partition,
+    synthetic_counts,
     synthetic_increments,
-    table_entry,
 )
 from bench.report import Figure, Row
 from bench.rss import PeakRss, peak_mib, pid_listening_on
-from hub.flows.lagesbild import Counts
+from hub.flows.lagesbild import Counts, Horizon
 from hub.kafka.admin import hub_topics
 from hub.lagesbild_store import decode_record, encode_record
 from hub.settings import HubSettings
@@ -64,25 +65,31 @@ def test_state_records_are_what_the_lagesbild_stage_reads_back() -> None:
     settings = HubSettings(topic_namespace=namespace)
     assert changelog_topic(namespace) in {t.name for t in hub_topics(settings)}  # created with the hub's topics
     inc = {"receiver": "lagesbild", "municipality_code": "1384", "area": "Särö", "category": "theft",
-           "week": "2026-W33", "day": "2026-08-12", "event_id": "6f1c8a52-3f0e-4a7e-9d7b-2b1f1c0e9a11"}  # fmt: skip
-    key, value = encode_table_entry(*table_entry(inc))
-    decoded_key, decoded_value = decode_record(key, value)  # as the worker decodes it when loading a partition
-    stored = Counts()  # what the lägesbild stage itself stores for that increment
+           "week": "2026-W33", "day": "2026-08-12"}  # fmt: skip
+    stored = Counts()  # what the lägesbild stage itself stores for that increment, counted twice
     stored.apply(inc)
-    assert stored.contributions == {decoded_key: decoded_value}
-    assert (key, value) == encode_record(decoded_key, stored.contributions[decoded_key])  # byte for byte
+    stored.apply(inc)
+    written = dict(stored.drain())
+    assert len(written) == 4  # area and municipality total, week and day
+    assert set(written.values()) == {2}
+    for key, count in written.items():
+        raw_key, raw_value = encode_record(key, count)
+        assert decode_record(raw_key, raw_value) == (key, count)  # as the worker decodes it when loading
+        assert state_partition(key, 4) == partition_for("lagesbild|1384", 4)  # where the worker writes it
 
 
-def test_synthetic_entries_are_distinct_and_spread_like_the_workers() -> None:
+def test_synthetic_counts_are_the_stages_keys_spread_like_the_workers() -> None:
     increments = list(synthetic_increments(20000))
     assert len(increments) == 20000
-    entries = dict(table_entry(inc) for inc in increments)
-    assert len(entries) == 20000
     county = [inc for inc in increments if inc["municipality_code"] == "13"]
     assert len(county) == 10000  # every municipal increment is followed by its county copy, as in the worker
-    assert all(len(keys) in (2, 4) for keys in entries.values())
-    sources = {f"{inc['receiver']}|{inc['municipality_code']}" for inc in increments}
-    assert {partition_for(s, 4) for s in sources} == {0, 1, 2, 3}
+    counts = synthetic_counts(20000)
+    assert len(counts) == 20000
+    reference = Counts(horizon=Horizon(HORIZON_DAYS, HORIZON_DAYS))  # as the recovering worker keeps them
+    for inc in synthetic_increments(20000):
+        reference.apply(inc)
+    assert all(key in reference.counts for key in counts)  # keys the stage itself makes
+    assert {state_partition(k, 4) for k in counts} == {0, 1, 2, 3}
 
 
 def test_a_row_takes_the_median_of_the_runs_that_measured_and_checks_the_target() -> None:

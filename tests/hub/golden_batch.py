@@ -74,6 +74,7 @@ CODES = ["1315", "1380", "1381", "1382", "1383", "1384"]
 Facts = dict[str, list[dict[str, Any]]]
 """Timestamp-free facts per category (:data:`CATEGORIES`)."""
 STATE_TOPICS = ("hub.consent", "hub.dedup", "hub.lagesbild-alerts")
+INCREMENT_FIELDS = ("receiver", "municipality_code", "area", "category", "week", "day")
 """The state whose final contents are compared too: consent, the dedup marks (where each event was first
 seen; not when) and the wave-alert flags."""
 
@@ -250,14 +251,17 @@ def facts(outputs: Iterable[Any], state: Mapping[str, Mapping[str, Any]] | None 
     audit: dict[int, list[dict[str, Any]]] = collections.defaultdict(list)
     aggregates: dict[tuple[str, bytes | None], bytes] = {}
     changelog: dict[str, dict[str, Any]] = {t: {} for t in STATE_TOPICS}
+    counted: collections.Counter[tuple[Any, ...]] = collections.Counter()
+    lagesbild_state: dict[str, Any] = {}
     for o in outputs:
         topic, value = o.topic, o.value
         if topic in changelog:
             changelog[topic][json.loads(o.key)] = None if value is None else json.loads(value)
         elif topic == topics.lagesbild:
-            out["increments"].append(json.loads(value))
+            inc = json.loads(value)
+            counted[(*(inc.get(f) for f in INCREMENT_FIELDS), bool(inc.get("county_copy")))] += inc.get("n", 1)
         elif topic == topics.lagesbild_state:
-            out["lagesbild_state"].append({"key": json.loads(o.key), "value": json.loads(value)})
+            lagesbild_state[json.loads(o.key)] = None if value is None else json.loads(value)
         elif topic == topics.audit:
             r = serde.decode(value)
             assert isinstance(r, AuditRecord)
@@ -303,6 +307,17 @@ def facts(outputs: Iterable[Any], state: Mapping[str, Mapping[str, Any]] | None 
             "category": a.category, "period_kind": a.period_kind.value, "period": a.period, "count": a.count,
             "suppressed": a.suppressed,
         })  # fmt: skip
+    # The increments as the events they count (one per event and receiver, or coalesced with a count n),
+    # and the stage's state as the count per aggregate key (one record per counted event, or per key).
+    out["increments"] = [{**dict(zip(INCREMENT_FIELDS, k[:-1], strict=True)), "county_copy": k[-1], "n": n}
+                         for k, n in counted.items()]  # fmt: skip
+    state_counts: collections.Counter[str] = collections.Counter()
+    for k, v in lagesbild_state.items():
+        if isinstance(v, list):
+            state_counts.update(v)
+        elif v is not None:
+            state_counts[k] += v
+    out["lagesbild_state"] = [{"key": k, "count": n} for k, n in state_counts.items()]
     for p in sorted(audit):  # in order per partition
         out["audit"] += audit[p]
     final = state if state is not None else changelog
@@ -321,6 +336,9 @@ def tables(f: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
     def count(category: str, label: Any) -> dict[str, int]:
         return dict(sorted(collections.Counter(label(x) for x in f[category]).items()))
 
+    increments: collections.Counter[str] = collections.Counter()
+    for i in f["increments"]:
+        increments[f"{i['receiver']}.{i['municipality_code']}"] += i["n"]
     figures: collections.Counter[str] = collections.Counter()
     for a in f["lagesbild"]:
         figures[a["topic"]] += a["count"] or 0
@@ -334,7 +352,7 @@ def tables(f: Mapping[str, list[dict[str, Any]]]) -> dict[str, dict[str, int]]:
         "lagesbild_aggregates_per_topic": count("lagesbild", lambda a: a["topic"]),
         "lagesbild_shown_total_per_topic": dict(sorted(figures.items())),
         "alerts_per_topic": count("alerts", lambda a: a["topic"]),
-        "increments_per_receiver": count("increments", lambda i: f"{i['receiver']}.{i['municipality_code']}"),
+        "increments_per_receiver": dict(sorted(increments.items())),
         "state_per_topic": count("state", lambda s: s["topic"]),
     }
 

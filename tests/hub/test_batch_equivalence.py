@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -31,6 +32,7 @@ from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
 from hub.topics import Topics
 from hub.worker.batch import BatchProcessor
+from hub.worker.marks import DedupMarks
 from hub.worker.state import PartitionedTable
 from tests.hub import golden_batch as g
 
@@ -39,7 +41,11 @@ def run_batches(messages: list[Message], batch_size: int) -> list[Any]:
     """Every record the batch path writes for ``messages``, read ``batch_size`` at a time."""
     settings = g.hub_settings()
     serde, topics = Serde(), Topics()
-    seen, consents, alerts = (PartitionedTable(t) for t in (topics.dedup, topics.consent, topics.lagesbild_alerts))
+    window_ms = int(settings.dedup_window_hours * 3600_000)
+    seen = DedupMarks(topics.dedup, Path(tempfile.mkdtemp(prefix="marks-")), window_ms)
+    for p in range(g.PARTITIONS):  # as WorkerState.load opens them (empty: nothing to replay)
+        seen.open(p)
+    consents, alerts = (PartitionedTable(t) for t in (topics.consent, topics.lagesbild_alerts))
     pipeline = Pipeline(
         Router(load_rules(settings.rules_path), settings.county_code), serde, Pseudonymiser(settings),
         seen=seen, consents=consents, chain=AuditChain(), dedup_window_s=settings.dedup_window_hours * 3600,

@@ -15,8 +15,9 @@ from connectors.polisen_feed.connector import HALLAND, to_event
 from connectors.polisen_feed.mapping import parse_event
 from hub.contract.outputs import AreaAlert, LagesbildAggregate
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, WaveRule, check_wave, county_increment
+from hub.flows.lagesbild import Counts, WaveRule, check_wave, coalesce, county_increment
 from hub.lagesbild_stage import LagesbildStage
+from hub.lagesbild_store import counts_of
 from hub.topics import Topics
 from tests import factories as f
 from tests.hub.support import HubUnderTest, running_hub
@@ -44,19 +45,27 @@ def test_counts_one_and_two_never_leave_unsuppressed() -> None:
     ]
 
 
-def test_an_increment_processed_twice_counts_once_and_republishes_the_current_count() -> None:
+def test_a_coalesced_increment_counts_its_n_events_and_the_state_is_one_count_per_key() -> None:
     counts = Counts()
-    incs = [increment() for _ in range(4)]
-    for inc in incs:
-        counts.apply(inc)
-    again = counts.apply(incs[1])  # redelivered after a crash
-    assert {p.record.count for p in again} == {4}  # every key it touches, at its current count: nothing added
-    assert len(again) == 4
-    for inc in incs:
-        counts.apply(inc)
-    assert set(counts.counts.values()) == {4}
-    restarted = Counts(dict(counts.contributions))  # what the table holds after a restart
+    counts.apply({**increment(), "n": 2})  # two events in one batch: 0 → 2, published once as "<3"
+    assert {p.record.count for p in counts.apply({**increment(), "n": 3})} == {5}
+    written = dict(counts.drain())  # what the batch writes to hub.lagesbild-state
+    assert written == {k: 5 for k in counts.counts}
+    assert len(written) == 4  # the area and the municipality total, per week and per day: not per event
+    assert counts.drain() == []  # nothing changed since
+    restarted = Counts(dict(written))  # what a restarted worker loads
     assert restarted.counts == counts.counts
+
+
+def test_a_batch_of_increments_is_coalesced_per_key_with_its_county_copy() -> None:
+    made = [increment(), increment(), increment(area="Söder"), {**increment(), "receiver": "ungdom"}]
+    out = coalesce(made, "13")
+    got = {(i["receiver"], i["municipality_code"], i["area"], i.get("county_copy", False)): i["n"] for i in out}
+    assert got == {
+        ("lagesbild", "1381", "Centrum", False): 2, ("lagesbild", "1381", "Söder", False): 1,
+        ("lagesbild", "13", None, True): 3, ("ungdom", "1381", "Centrum", False): 1, ("ungdom", "13", None, True): 1,
+    }  # fmt: skip
+    assert all("event_id" not in i for i in out)  # nothing about single events leaves the batch
 
 
 def test_county_copy_is_made_once() -> None:
@@ -67,24 +76,21 @@ def test_county_copy_is_made_once() -> None:
     assert county_increment(county, "13") is None
 
 
-def test_the_stage_produces_aggregates_state_alert_and_county_copy_in_that_order() -> None:
-    """What the worker produces for one increment, in order; a redelivered increment (or county copy) writes
-    no second state record and no second alert, and a county copy makes no copy of its own."""
+def test_the_stage_produces_aggregates_alert_and_state_records_in_that_order() -> None:
+    """What the worker produces for the increments of a batch, in order: the aggregates (latest state per
+    key), the alert, then one state record per key changed, in the increments' partition."""
     topics, serde = Topics(), Serde()
     stage = LagesbildStage(serde, topics, "13", WaveRule(min_count=3, factor=2.0), alerts={})
     counts = Counts()
-    wave = [increment(day=d, week="2026-W28") for d in ("2026-07-06", "2026-07-07", "2026-07-08")]
-    produced = [stage.process(counts, json.dumps(inc).encode(), 4) for inc in wave]
+    wave = [{**increment(day=d, week="2026-W28"), "n": 1} for d in ("2026-07-06", "2026-07-07", "2026-07-08")]
+    first, _second, third = (stage.process(counts, json.dumps(inc).encode(), 4) for inc in wave)
 
-    first, _second, third = produced
-    assert [o.topic for o in first] == [topics.deliver("lagesbild", "1381")] * 4 + [
-        topics.lagesbild_state, topics.lagesbild]  # fmt: skip
-    state = first[4]
-    assert state.partition == 4  # beside the increment, in the partition this worker reloads
-    assert json.loads(state.key or b"") == f"lagesbild|1381|{wave[0]['event_id']}"
-    county = json.loads(first[5].value)
-    assert (county["municipality_code"], county["area"], county["county_copy"]) == ("13", None, True)
-    assert first[5].key == b"lagesbild|13"
+    assert [o.topic for o in first] == [topics.deliver("lagesbild", "1381")] * 4 + [topics.lagesbild_state] * 4
+    assert {o.partition for o in first[4:]} == {4}  # beside the increments, in the partition this worker reloads
+    assert {json.loads(o.key or b"") for o in first[4:]} == set(counts.counts) - {
+        "lagesbild|1381|Centrum|residential_burglary|2026-07-07",
+        "lagesbild|1381|Centrum|residential_burglary|2026-07-08",
+        "lagesbild|1381|-|residential_burglary|2026-07-07", "lagesbild|1381|-|residential_burglary|2026-07-08"}
 
     alert_out = [o for o in third if o.topic == topics.deliver("grannsamverkan", "1381")]
     assert [o.key for o in alert_out] == [b"Centrum"]
@@ -98,15 +104,45 @@ def test_the_stage_produces_aggregates_state_alert_and_county_copy_in_that_order
                                           b"Centrum|residential_burglary|2026-07-08",
                                           b"-|residential_burglary|2026-W28",
                                           b"-|residential_burglary|2026-07-08"]  # fmt: skip
+    assert [o.topic for o in third[4:]] == [topics.deliver("grannsamverkan", "1381")] + [topics.lagesbild_state] * 4
 
-    again = stage.process(counts, json.dumps(wave[2]).encode(), 4)  # redelivered after a crash
-    assert topics.lagesbild_state not in {o.topic for o in again}
-    assert topics.deliver("grannsamverkan", "1381") not in {o.topic for o in again}  # the wave alerted already
-    assert again[-1] == third[-1]  # the same county copy again
-    county_first = stage.process(counts, third[-1].value, 7)
-    assert {o.topic for o in county_first} == {topics.deliver("lagesbild", "13"), topics.lagesbild_state}
-    county_again = stage.process(counts, again[-1].value, 7)  # counted already: republished, nothing more
-    assert {o.topic for o in county_again} == {topics.deliver("lagesbild", "13")}
+
+def test_a_coalesced_burglary_increment_alerts_at_the_count_that_crossed_the_threshold() -> None:
+    """Five burglaries in one batch: the wave check sees them one at a time, so the alert says 3 as it would
+    have with one increment per event."""
+    topics, serde = Topics(), Serde()
+    stage = LagesbildStage(serde, topics, "13", WaveRule(min_count=3, factor=2.0), alerts={})
+    counts = Counts()
+    out = stage.process(counts, json.dumps({**increment(), "n": 5}).encode(), 0)
+    [alert] = [serde.decode(o.value) for o in out if o.topic == topics.deliver("grannsamverkan", "1381")]
+    assert isinstance(alert, AreaAlert)
+    assert alert.count_7d == 3
+    assert counts.counts["lagesbild|1381|Centrum|residential_burglary|2026-W33"] == 5
+
+
+def test_an_older_per_event_increment_is_counted_once_and_its_county_copy_made_by_the_stage() -> None:
+    topics = Topics()
+    stage = LagesbildStage(Serde(), topics, "13", WaveRule(), alerts={})
+    counts = Counts()
+    out = stage.process(counts, json.dumps(increment(area="Söder")).encode(), 4)  # no n: one event, as before
+    [copy] = [o for o in out if o.topic == topics.lagesbild]
+    assert copy.key == b"lagesbild|13"
+    county = json.loads(copy.value)
+    assert (county["municipality_code"], county["area"], county["county_copy"]) == ("13", None, True)
+    assert counts.counts["lagesbild|1381|Söder|residential_burglary|2026-W33"] == 1
+    assert [o for o in stage.process(counts, copy.value, 7) if o.topic == topics.lagesbild] == []
+
+
+def test_older_per_event_state_records_are_converted_on_load_and_retired() -> None:
+    """State written before the counts were kept per key: counted on load, then replaced by count records and
+    tombstones for the old records in the first batch."""
+    keys = ["lagesbild|1381|Centrum|theft|2026-W33", "lagesbild|1381|-|theft|2026-W33"]
+    older = {f"lagesbild|1381|{uuid.uuid4()}": keys for _ in range(3)}
+    counts = counts_of({**older, "lagesbild|1381|-|theft|2026-W34": 2})
+    assert counts.counts == {keys[0]: 3, keys[1]: 3, "lagesbild|1381|-|theft|2026-W34": 2}
+    drained = counts.drain()
+    assert {k: v for k, v in drained if v is None} == dict.fromkeys(older)  # tombstones for the old records
+    assert {k: v for k, v in drained if v is not None} == counts.counts
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,11 @@ GOOD = increment(day="2026-07-06", week="2026-W28")
     (json.dumps({**GOOD, "receiver": None}).encode(), "receiver missing or not text"),
     (b"\xff not json", "not a JSON increment"),
     (b"[1, 2]", "not a JSON object"),
+    (json.dumps({**GOOD, "n": 0}).encode(), "n is not a count of 1 .. 1000000"),
+    (json.dumps({**GOOD, "n": "3"}).encode(), "n is not a count of 1 .. 1000000"),
+    (json.dumps({**GOOD, "n": True}).encode(), "n is not a count of 1 .. 1000000"),
+    (json.dumps({**GOOD, "n": 10**9}).encode(), "n is not a count of 1 .. 1000000"),
+    (json.dumps({**GOOD, "event_id": 7}).encode(), "event_id not text"),
 ])  # fmt: skip
 def test_an_increment_that_cannot_be_counted_is_a_dead_letter(value: bytes, why: str) -> None:
     topics, serde = Topics(), Serde()
@@ -39,7 +44,7 @@ def test_an_increment_that_cannot_be_counted_is_a_dead_letter(value: bytes, why:
     assert dead.message == f"lägesbild increment not counted: {why}"
     assert (dead.source_topic, dead.source_partition, dead.source_offset) == (topics.lagesbild, 2, 41)
     assert dead.original == value
-    assert counts.contributions == {}  # nothing was counted
+    assert counts.counts == {}  # nothing was counted
     # ... and the stage goes on counting the next good one
     after = stage.process(counts, json.dumps(GOOD).encode(), 2)
     assert any(o.topic == topics.deliver("lagesbild", "1381") for o in after)
