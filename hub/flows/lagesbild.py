@@ -120,13 +120,17 @@ class Counts:
         self._ends: dict[str, date] = {}
         self._cutoff_day = self._cutoff_week = date.min
         self.newest: date | None = None
-        for key in self.counts:
+        for key in list(self.counts):
             period = key.rsplit("|", 1)[-1]
+            try:
+                end = self._end(period)
+            except ValueError:  # not a key this stage makes: dropped, with a tombstone
+                del self.counts[key]
+                self.retired.append(key)
+                continue
             self._periods.setdefault(period, set()).add(key)
-            if "W" not in period:
-                day = self._end(period)
-                if self.newest is None or day > self.newest:
-                    self.newest = day
+            if "W" not in period and (self.newest is None or end > self.newest):
+                self.newest = end
         self._advance(self.newest)
 
     def _end(self, period: str) -> date:

@@ -17,6 +17,7 @@ their changelog (:mod:`hub.worker.marks`) — and drops it when the partition go
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ from hub.pipeline import Message, Output, Pipeline
 from hub.topics import Topics
 from hub.worker.marks import DedupMarks
 from hub.worker.state import PartitionedTable, StateRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -113,7 +116,10 @@ class WorkerState:
         """After a batch's transaction committed: the on-disk state's checkpoints move up (now and then)."""
         for table in self.processor.tables:
             if isinstance(table, DedupMarks):
-                await table.checkpoint(self.kafka)
+                try:
+                    await table.checkpoint(self.kafka)
+                except Exception as exc:  # best effort: a later checkpoint (or a longer replay) makes up for it
+                    log.warning("dedup marks not checkpointed: %r", exc)
 
     async def close(self) -> None:
         """When the loop stops (after its last commit): checkpoint and close the on-disk state."""
@@ -122,7 +128,7 @@ class WorkerState:
                 try:
                     await table.checkpoint(self.kafka, force=True)
                 finally:
-                    table.close()
+                    await table.close()
 
     def drop(self, partitions: set[int]) -> None:
         for p in partitions:

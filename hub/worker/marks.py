@@ -38,6 +38,7 @@ from aiokafka import TopicPartition
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from hub import metrics
+from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_batches_from
 from hub.worker.state import StateRecord, encode_key
@@ -57,9 +58,9 @@ def _index_key(at_ms: int, key: bytes) -> bytes:
     return _INDEX + max(at_ms, 0).to_bytes(8, "big") + key
 
 
-WRITE_BUFFER_BYTES = 4 * 1024 * 1024
+WRITE_BUFFER_BYTES = 2 * 1024 * 1024
 """Per store, at most two memtables of this size before RocksDB flushes them to disk."""
-BLOCK_CACHE_BYTES = 16 * 1024 * 1024
+BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 """One block cache for every store of the process (reads of marks not in a memtable)."""
 _CACHE: Cache | None = None
 
@@ -169,13 +170,15 @@ class DedupMarks(MutableMapping[str, Any]):
         self.stores: dict[int, _Store] = {}
         self._dirty: dict[int, dict[str, Any]] = {}
         self._checkpointed = time.monotonic()
+        self._offsets: Any = None
+        """A consumer kept for the changelog's end offsets (one ListOffsets request per checkpoint)."""
 
     # -- partitions --------------------------------------------------------------------------------------
 
     async def recover(self, kafka: KafkaAccess, partitions: set[int]) -> None:
         """Open the stores of ``partitions`` and bring each up to the committed end of its changelog."""
         tps = {TopicPartition(self.topic, p): self.open(p) for p in partitions}
-        ends = await _ends(kafka, list(tps))
+        ends = await self._ends(kafka, list(tps))
         starts: dict[TopicPartition, int] = {}
         for tp, store in tps.items():
             if store.checkpoint < 0 or store.checkpoint > ends[tp]:
@@ -218,15 +221,28 @@ class DedupMarks(MutableMapping[str, Any]):
             return
         self._checkpointed = time.monotonic()
         stores = dict(self.stores)
-        ends = await _ends(kafka, [TopicPartition(self.topic, p) for p in stores])
+        ends = await self._ends(kafka, [TopicPartition(self.topic, p) for p in stores])
         for tp, end in ends.items():
             store = stores.get(tp.partition)
             if store is not None and self.stores.get(tp.partition) is store:
                 store.set_checkpoint(end)
 
-    def close(self) -> None:
+    async def _ends(self, kafka: KafkaAccess, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The committed end (last stable offset) of each changelog partition."""
+        if not tps:
+            return {}
+        if self._offsets is None:
+            consumer = clients.consumer(kafka, isolation_level="read_committed")
+            await consumer.start()
+            self._offsets = consumer
+        return dict(await self._offsets.end_offsets(tps))
+
+    async def close(self) -> None:
         for p in list(self.stores):
             self.drop(p)
+        if self._offsets is not None:
+            consumer, self._offsets = self._offsets, None
+            await consumer.stop()
 
     # -- the batch ----------------------------------------------------------------------------------------
 
@@ -295,14 +311,3 @@ class DedupMarks(MutableMapping[str, Any]):
         del it
         return iter(keys)
 
-
-async def _ends(kafka: KafkaAccess, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """The committed end (last stable offset) of each changelog partition."""
-    from hub.kafka import clients
-
-    consumer = clients.consumer(kafka, isolation_level="read_committed")
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(tps)) if tps else {}
-    finally:
-        await consumer.stop()

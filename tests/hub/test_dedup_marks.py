@@ -4,6 +4,7 @@ reopen with their checkpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_a_resent_event_is_dropped_within_the_window_and_delivered_again_after_i
     assert delivered(later) == ["deliver.socialtjanst.1381"]
     [fresh] = marks.drain(now_ms=NOW_MS + WINDOW_MS + 3_600_000)
     assert fresh.value is not None  # a new mark, for the next window
-    marks.close()
+    asyncio.run(marks.close())
 
 
 def test_marks_and_their_checkpoint_survive_a_reopen_and_a_mismatched_store_is_not_trusted(tmp_path: Path) -> None:
@@ -78,7 +79,7 @@ def test_marks_and_their_checkpoint_survive_a_reopen_and_a_mismatched_store_is_n
         marks[f"polisen|{i}"] = (NOW_MS + i, ["agency.polisen.events", 3, i])
     assert len(marks.drain(now_ms=NOW_MS)) == 1000
     store.set_checkpoint(1234)
-    marks.close()
+    asyncio.run(marks.close())
 
     reopened = DedupMarks("ns.hub.dedup", tmp_path, WINDOW_MS)
     assert reopened.open(3).checkpoint == 1234
@@ -89,8 +90,8 @@ def test_marks_and_their_checkpoint_survive_a_reopen_and_a_mismatched_store_is_n
     gone = reopened.drain(now_ms=NOW_MS + WINDOW_MS + 500)
     assert sorted(json.loads(r.key) for r in gone) == sorted(f"polisen|{i}" for i in range(500))
     assert reopened.size() == 500
-    reopened.close()
+    asyncio.run(reopened.close())
 
     other = DedupMarks("another.hub.dedup", tmp_path, WINDOW_MS)  # the same folder, another topic's
     assert other.open(3).checkpoint == -1
-    other.close()
+    asyncio.run(other.close())

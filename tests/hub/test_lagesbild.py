@@ -15,7 +15,7 @@ from connectors.polisen_feed.connector import HALLAND, to_event
 from connectors.polisen_feed.mapping import parse_event
 from hub.contract.outputs import AreaAlert, LagesbildAggregate
 from hub.contract.serde import Serde
-from hub.flows.lagesbild import Counts, WaveRule, check_wave, coalesce, county_increment
+from hub.flows.lagesbild import Counts, Horizon, WaveRule, check_wave, coalesce, county_increment
 from hub.lagesbild_stage import LagesbildStage
 from hub.lagesbild_store import counts_of
 from hub.topics import Topics
@@ -274,3 +274,34 @@ def test_the_worker_sends_one_alert_to_neighbourhood_watch(hub: HubUnderTest) ->
     assert len(alerts) == 1
     assert alerts[0].area == "Skrea"
     assert alerts[0].count_7d == 3  # sent as soon as the wave crosses the threshold, not again after
+
+
+def test_counts_older_than_the_horizon_leave_the_state_and_a_late_increment_is_not_counted() -> None:
+    """The state stays bounded: the newest day counted moves the horizon, the counts of periods that ended
+    before it are dropped (tombstoned), and an event for such a period no longer changes its final figure."""
+    counts = Counts(horizon=Horizon(day_days=70, week_days=400))
+    counts.apply({**increment(day="2024-01-05", week="2024-W01"), "n": 4})
+    counts.drain()
+    assert len(counts.counts) == 4
+    counts.apply(increment(day="2024-03-20", week="2024-W12"))  # 74 days later: the day counts of 5 Jan expire
+    drained = dict(counts.drain())
+    assert drained["lagesbild|1381|Centrum|residential_burglary|2024-01-05"] is None  # a tombstone
+    assert drained["lagesbild|1381|-|residential_burglary|2024-01-05"] is None
+    assert counts.counts["lagesbild|1381|Centrum|residential_burglary|2024-W01"] == 4  # weeks are kept longer
+    late = counts.apply(increment(day="2024-01-05", week="2024-W01"))  # arrives after its day's horizon
+    assert {p.period for p in late} == {"2024-W01"}  # counted into its week, not into the expired day
+    assert counts.counts["lagesbild|1381|Centrum|residential_burglary|2024-W01"] == 5
+    assert "lagesbild|1381|Centrum|residential_burglary|2024-01-05" not in counts.counts
+    counts.apply(increment(day="2025-03-01", week="2025-W09"))  # more than 400 days after week 2: all of it is final
+    assert counts.apply(increment(day="2024-01-06", week="2024-W01")) == []
+    assert counts.too_late == 1
+    assert not any(k.endswith("2024-W01") for k in counts.counts)
+
+
+def test_a_date_far_in_the_future_does_not_expire_the_present() -> None:
+    counts = Counts()
+    today = datetime.now(UTC).date()
+    iso = today.isocalendar()
+    counts.apply(increment(day=today.isoformat(), week=f"{iso.year}-W{iso.week:02d}"))
+    counts.apply(increment(day="2199-12-31", week="2199-W52"))  # mistyped: the horizon moves to tomorrow at most
+    assert sum(1 for k in counts.counts if today.isoformat() in k) == 2
