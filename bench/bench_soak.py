@@ -107,6 +107,9 @@ class Sample:
     """``VmRSS`` of the worker process."""
 
 
+SOAK_DAY_HORIZON = 70
+SOAK_WEEK_HORIZON = 400
+
 def warmup_s(duration_s: float) -> float:
     """The warm-up: the first 20 % of the duration or 2 min, whichever is less."""
     return min(WARMUP_SHARE * duration_s, WARMUP_MAX_S)
@@ -258,7 +261,12 @@ async def run(bootstrap: str, work: Path, *, minutes: float = DEFAULT_MINUTES, r
     topics = Topics(ns)
     kafka = await provision(settings)
     port = free_port()
-    env = hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port), HUB_WORKER__INSTANCE_ID=f"{ns}w")
+    # hub simulate replays years of simulated days in minutes (a 30-minute soak at 400/s: ~22 years), so the
+    # lägesbild's calendar-bound state would grow with simulated time: the soak keeps 70 days of day counts and
+    # 400 of week counts, as an operator bounding it would (HUB_LAGESBILD__*_HORIZON_DAYS).
+    env = hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port), HUB_WORKER__INSTANCE_ID=f"{ns}w",
+                  HUB_LAGESBILD__DAY_HORIZON_DAYS=str(SOAK_DAY_HORIZON),
+                  HUB_LAGESBILD__WEEK_HORIZON_DAYS=str(SOAK_WEEK_HORIZON))
     worker_log, simulate_log = run_dir / "worker.log", run_dir / "simulate.log"
     ready_url = f"http://127.0.0.1:{port}/ready"
     load_start = load_average()
@@ -458,7 +466,9 @@ METHOD = """
   its `hub_events_received_total`; the slope is the least-squares fit of RSS over events processed after the
   warm-up (20 % of the duration, at most 2 min); disk = `du` of the worker's state directory and the
   changelog topics' sizes from the broker (DescribeLogDirs); then a restart on the same state directory,
-  timed from spawn to `/ready`.
+  timed from spawn to `/ready`. `hub simulate` replays years of simulated days in minutes, so the soak's
+  worker keeps 70 days of lägesbild day counts and 400 of week counts (`HUB_LAGESBILD__*_HORIZON_DAYS`;
+  unset by default, when that state grows with the calendar instead).
 """
 
 

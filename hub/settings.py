@@ -157,16 +157,17 @@ class LagesbildSettings(BaseModel):
     alert_factor: float = 2.0
     """... and at least this many times the area's trailing weekly mean."""
     alert_trailing_weeks: int = 8
-    day_horizon_days: int = Field(default=70, ge=7)
-    """Day counts are kept this many days back from the newest day counted (the wave check needs 7 days and
-    the trailing weeks); older days' figures are final."""
-    week_horizon_days: int = Field(default=400, ge=7)
-    """Week counts are kept this many days back from the newest day counted; older weeks' figures are final."""
+    day_horizon_days: int | None = Field(default=None, ge=7)
+    """If set, day counts are kept this many days back from the newest day counted (the wave check needs 7
+    days and the trailing weeks); older days' figures are final. Unset: kept for good."""
+    week_horizon_days: int | None = Field(default=None, ge=7)
+    """If set, week counts are kept this many days back from the newest day counted; older weeks' figures
+    are final. Unset: kept for good."""
 
     @model_validator(mode="after")
     def _horizon_covers_the_wave_check(self) -> LagesbildSettings:
         needed = 7 * (self.alert_trailing_weeks + 1)
-        if self.day_horizon_days < needed:
+        if self.day_horizon_days is not None and self.day_horizon_days < needed:
             raise ValueError(f"day_horizon_days must be at least {needed}: the wave check counts that far back")
         return self
 

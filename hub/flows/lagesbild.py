@@ -79,16 +79,18 @@ def aggregate_keys(inc: dict[str, Any]) -> list[tuple[str | None, PeriodKind, st
 
 @dataclass(frozen=True)
 class Horizon:
-    """How far back of the newest day counted the counts are kept (``HUB_LAGESBILD__*_HORIZON_DAYS``).
+    """How far back of the newest day counted the counts are kept (``HUB_LAGESBILD__*_HORIZON_DAYS``); None
+    (the default): for good — the state then grows with the calendar (one set of keys per day and week),
+    never with the number of events.
 
-    Day counts for the wave check's window (7 days and the trailing weeks: 63 days by default) and a margin;
-    week counts for a year and a bit, so this year's weeks can be held against last year's. An aggregate whose
-    period ended before its horizon is final: its last published figure stands on the receiver's topic, its
-    count leaves the state (a tombstone in the changelog), and an increment that arrives for it later is not
-    counted (``hub_lagesbild_too_late_total``; ``hub lagesbild --rebuild`` recounts from the agency topics)."""
+    With a horizon, an aggregate whose period ended before it is final: its last published figure stands on
+    the receiver's topic, its count leaves the state (a tombstone in the changelog), and an increment that
+    arrives for it later is not counted (``hub_lagesbild_too_late_total``; ``hub lagesbild --rebuild``
+    recounts from the agency topics). Day counts need the wave check's window (7 days and the trailing
+    weeks: 63 days by default)."""
 
-    day_days: int = 70
-    week_days: int = 400
+    day_days: int | None = None
+    week_days: int | None = None
 
 
 def period_end(period: str) -> date:
@@ -145,8 +147,11 @@ class Counts:
             return
         day = min(day, datetime.now(UTC).date() + timedelta(days=1))
         self.newest = day
-        self._cutoff_day = day - timedelta(days=self.horizon.day_days)
-        self._cutoff_week = day - timedelta(days=self.horizon.week_days)
+        h = self.horizon
+        self._cutoff_day = date.min if h.day_days is None else day - timedelta(days=h.day_days)
+        self._cutoff_week = date.min if h.week_days is None else day - timedelta(days=h.week_days)
+        if h.day_days is None and h.week_days is None:
+            return
         for period in list(self._periods):
             if self._end(period) < (self._cutoff_week if "W" in period else self._cutoff_day):
                 for key in self._periods.pop(period):

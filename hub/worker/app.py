@@ -42,7 +42,7 @@ from hub.rules.model import load_rules
 from hub.settings import DEV_SECRET, HubSettings
 from hub.topics import Topics
 from hub.worker.batch import BatchProcessor, WorkerState
-from hub.worker.marks import DedupMarks
+from hub.worker.disk import DiskTable
 from hub.worker.state import PartitionedTable
 
 log = logging.getLogger(__name__)
@@ -61,8 +61,10 @@ def build_loop(settings: HubSettings, kafka: KafkaAccess) -> TransactionalLoop:
         log.warning("HUB_SECRET_KEY is the development default; set a real secret in production")
     name = instance_name(settings)
     window_ms = int(settings.dedup_window_hours * 3600 * 1000)
-    seen = DedupMarks(topics.dedup, settings.state_dir / "worker" / name / "dedup", window_ms)
-    consents, alerts = (PartitionedTable(t) for t in (topics.consent, topics.lagesbild_alerts))
+    disk = settings.state_dir / "worker" / name
+    seen = DiskTable(topics.dedup, disk / "dedup", window_ms)
+    consents = DiskTable(topics.consent, disk / "consent")
+    alerts = PartitionedTable(topics.lagesbild_alerts)
     serde = Serde()
     pipeline = Pipeline(
         Router(load_rules(settings.rules_path), settings.county_code), serde, Pseudonymiser(settings),

@@ -10,8 +10,8 @@ batch changed.
 
 :class:`WorkerState` is the handler the loop calls: it loads an assigned partition number's state (dedup
 marks, consent, wave-alert flags, lägesbild counts, the audit chain's head) from the committed changelogs
-before the partition's first message — the dedup marks from their on-disk store, brought up to date from
-their changelog (:mod:`hub.worker.marks`) — and drops it when the partition goes to another worker.
+before the partition's first message — the dedup marks and consent from their on-disk stores, brought up to
+date from their changelogs (:mod:`hub.worker.disk`) — and drops it when the partition goes to another worker.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from hub.lagesbild_stage import LagesbildStage
 from hub.lagesbild_store import load_partitions
 from hub.pipeline import Message, Output, Pipeline
 from hub.topics import Topics
-from hub.worker.marks import DedupMarks
+from hub.worker.disk import DiskTable
 from hub.worker.state import PartitionedTable, StateRecord
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class BatchProcessor:
     pipeline: Pipeline
     stage: LagesbildStage
     topics: Topics
-    tables: Sequence[PartitionedTable | DedupMarks]
+    tables: Sequence[PartitionedTable | DiskTable]
     """Every state table the pipeline and the stage write (dedup marks, consent, wave-alert flags)."""
     counts: dict[int, Counts]
     """The lägesbild counts per ``hub.lagesbild`` partition (loaded by :class:`WorkerState`)."""
@@ -95,7 +95,7 @@ class WorkerState:
         if not partitions:
             return
         memory = [t for t in self.processor.tables if isinstance(t, PartitionedTable)]
-        disk = [t for t in self.processor.tables if isinstance(t, DedupMarks)]
+        disk = [t for t in self.processor.tables if isinstance(t, DiskTable)]
         states, counts, heads, *_ = await asyncio.gather(
             asyncio.gather(*(read_compacted(self.kafka, t.topic, partitions) for t in memory)),
             load_partitions(self.kafka, self.topics.lagesbild_state, partitions, self.processor.stage.horizon),
@@ -113,9 +113,11 @@ class WorkerState:
             chain.set_head(p, record if isinstance(record, AuditRecord) else None)
 
     async def committed(self) -> None:
-        """After a batch's transaction committed: the on-disk state's checkpoints move up (now and then)."""
+        """After a batch's transaction committed: its changes to the on-disk state are written, and the
+        stores' checkpoints move up (now and then)."""
         for table in self.processor.tables:
-            if isinstance(table, DedupMarks):
+            if isinstance(table, DiskTable):
+                table.write_committed()
                 try:
                     await table.checkpoint(self.kafka)
                 except Exception as exc:  # best effort: a later checkpoint (or a longer replay) makes up for it
@@ -124,7 +126,7 @@ class WorkerState:
     async def close(self) -> None:
         """When the loop stops (after its last commit): checkpoint and close the on-disk state."""
         for table in self.processor.tables:
-            if isinstance(table, DedupMarks):
+            if isinstance(table, DiskTable):
                 try:
                     await table.checkpoint(self.kafka, force=True)
                 finally:

@@ -10,6 +10,8 @@ A :class:`PartitionedTable` is what :class:`hub.pipeline.Pipeline` reads and wri
 and writes go to the partition being processed (:attr:`PartitionedTable.current`), every write is remembered
 until the batch collects it (:meth:`PartitionedTable.drain`) and writes it into the batch's transaction.
 A revoked partition's state is dropped; an assigned one is loaded from its changelog (read_committed).
+The tables that grow with history (dedup marks, consent) keep the same interface on disk
+(:class:`hub.worker.disk.DiskTable`); this in-memory one holds the wave-alert flags.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from hub.pseudonym import Pseudonymiser
 from hub.rules.model import load_rules
 from hub.topics import Topics
 from hub.worker.batch import BatchProcessor
-from hub.worker.marks import DedupMarks
+from hub.worker.disk import DiskTable
 from hub.worker.state import PartitionedTable
 from tests.hub import golden_batch as g
 
@@ -42,10 +42,13 @@ def run_batches(messages: list[Message], batch_size: int) -> list[Any]:
     settings = g.hub_settings()
     serde, topics = Serde(), Topics()
     window_ms = int(settings.dedup_window_hours * 3600_000)
-    seen = DedupMarks(topics.dedup, Path(tempfile.mkdtemp(prefix="marks-")), window_ms)
+    disk = Path(tempfile.mkdtemp(prefix="state-"))
+    seen = DiskTable(topics.dedup, disk / "dedup", window_ms)
+    consents = DiskTable(topics.consent, disk / "consent")
     for p in range(g.PARTITIONS):  # as WorkerState.load opens them (empty: nothing to replay)
         seen.open(p)
-    consents, alerts = (PartitionedTable(t) for t in (topics.consent, topics.lagesbild_alerts))
+        consents.open(p)
+    alerts = PartitionedTable(topics.lagesbild_alerts)
     pipeline = Pipeline(
         Router(load_rules(settings.rules_path), settings.county_code), serde, Pseudonymiser(settings),
         seen=seen, consents=consents, chain=AuditChain(), dedup_window_s=settings.dedup_window_hours * 3600,
@@ -67,6 +70,8 @@ def run_batches(messages: list[Message], batch_size: int) -> list[Any]:
         while source and len(batch) < batch_size:
             batch.append(source.popleft())
         written = processor.process(batch)
+        for table in (seen, consents):  # the batch's transaction committed
+            table.write_committed()
         outputs += written
         for o in written:
             if o.topic == topics.lagesbild:

@@ -276,9 +276,19 @@ def test_the_worker_sends_one_alert_to_neighbourhood_watch(hub: HubUnderTest) ->
     assert alerts[0].count_7d == 3  # sent as soon as the wave crosses the threshold, not again after
 
 
+def test_by_default_no_count_expires() -> None:
+    counts = Counts()
+    counts.apply(increment(day="2019-01-05", week="2019-W01"))
+    counts.apply(increment(day="2026-08-14", week="2026-W33"))  # years later: the old figures still count on
+    assert len(counts.counts) == 8
+    assert {p.count for p in counts.apply(increment(day="2019-01-05", week="2019-W01"))} == set()  # 2: "<3" stays
+    assert counts.counts["lagesbild|1381|Centrum|residential_burglary|2019-W01"] == 2
+
+
 def test_counts_older_than_the_horizon_leave_the_state_and_a_late_increment_is_not_counted() -> None:
-    """The state stays bounded: the newest day counted moves the horizon, the counts of periods that ended
-    before it are dropped (tombstoned), and an event for such a period no longer changes its final figure."""
+    """With a horizon the state stays bounded by it: the newest day counted moves the horizon, the counts of
+    periods that ended before it are dropped (tombstoned), and an event for such a period no longer changes
+    its final figure."""
     counts = Counts(horizon=Horizon(day_days=70, week_days=400))
     counts.apply({**increment(day="2024-01-05", week="2024-W01"), "n": 4})
     counts.drain()
@@ -299,7 +309,7 @@ def test_counts_older_than_the_horizon_leave_the_state_and_a_late_increment_is_n
 
 
 def test_a_date_far_in_the_future_does_not_expire_the_present() -> None:
-    counts = Counts()
+    counts = Counts(horizon=Horizon(day_days=70, week_days=400))
     today = datetime.now(UTC).date()
     iso = today.isocalendar()
     counts.apply(increment(day=today.isoformat(), week=f"{iso.year}-W{iso.week:02d}"))

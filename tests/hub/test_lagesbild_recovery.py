@@ -109,9 +109,9 @@ def test_aggregates_after_sigkill_and_restart_are_those_without_a_crash(
 def test_a_restart_on_its_state_on_disk_keeps_the_figures_and_drops_resent_events(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A worker stopped and started again on the same state folder: the dedup marks come from its local
-    store (nothing of the changelog replayed, since the stop checkpointed it), a re-sent event is still
-    dropped, and the lägesbild figures are the same."""
+    """A worker stopped and started again on the same state folder: the dedup marks and consent come from its
+    local stores (nothing of the changelogs replayed, since the stop checkpointed them), a re-sent event is
+    still dropped, and the lägesbild figures are the same."""
     import re
     import urllib.request
 
@@ -125,14 +125,15 @@ def test_a_restart_on_its_state_on_disk_keeps_the_figures_and_drops_resent_event
         hub.publish(events)
         settle(hub, want)
         hub.stop(worker)
-        stores = sorted((hub.state_dir / "worker" / "lb-d" / "dedup").iterdir())
+        stores = sorted((hub.state_dir / "worker" / "lb-d" / "dedup").iterdir())  # one RocksDB per partition
         assert stores, "no dedup store on disk"
 
         restarted = hub.start_worker("worker-2", instance_id="lb-d")
         wait_ready(hub, restarted)
-        replayed = re.findall(r"dedup marks of partition (\d+): (\d+) changelog records replayed", hub.log("worker-2"))
-        assert replayed, hub.log("worker-2")[-3000:]
-        assert {n for _, n in replayed} == {"0"}  # all of it came from the local store
+        replayed = re.findall(r"hub\.(dedup|consent) partition (\d+): (\d+) changelog records replayed",
+                              hub.log("worker-2"))  # fmt: skip
+        assert {t for t, _, _ in replayed} == {"dedup", "consent"}, hub.log("worker-2")[-3000:]
+        assert {n for *_, n in replayed} == {"0"}  # all of it came from the local stores
         hub.publish(events[:40])  # re-sent: same event ids, new offsets
 
         def duplicates() -> float:

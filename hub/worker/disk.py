@@ -1,27 +1,30 @@
-"""The dedup marks, on disk: one RocksDB per partition number, expiring with the dedup window.
+"""The worker's state that grows with history, on disk: one RocksDB per table and partition number.
 
-A mark (``source unit|event id`` → first seen at, and where) is kept for the dedup window
-(``HUB_DEDUP_WINDOW_HOURS``, default 7 days), so their number is window × rate: at 400 events/s that is
-~240M marks a week, far more than memory should hold. They live in RocksDB (``rocksdict``) under
-``<state dir>/worker/<instance>/dedup/<partition>``; the worker's memory does not grow with them.
+Two tables are kept here, the others in memory (:mod:`hub.worker.state`):
 
-The compacted changelog ``hub.dedup`` stays the source of truth, written in each batch's transaction as
-before. The local store is a cache of it that survives a restart:
+- the **dedup marks** (``source unit|event id`` → first seen at, and where), kept for the dedup window
+  (``HUB_DEDUP_WINDOW_HOURS``, default 7 days): their number is window × rate — at 400 events/s ~240M marks
+  a week, far more than memory should hold. Marks older than the window are deleted, oldest first (an index
+  by first-seen time), at most :data:`SWEEP_LIMIT` per batch, each with a tombstone in the batch's
+  transaction, so the changelog — and a rebuild from it — stays window-sized too (the broker drops
+  tombstones after the topic's ``delete.retention.ms``);
+- the **consent state** (person × scope × recording municipality → the latest consent decision), which
+  grows with the people who ever had a consent on record.
 
+They live under ``<state dir>/worker/<instance>/<table>/<partition>`` (``rocksdict``); the worker's memory
+does not grow with them (RocksDB's own is capped: :func:`_options`). Each table's compacted changelog
+(``hub.dedup``, ``hub.consent``) stays the source of truth, written in each batch's transaction as before;
+the local store is a cache of it that survives a restart:
+
+- a batch's changes are written to the store only once its transaction has committed
+  (:meth:`DiskTable.write_committed`); a batch that aborted leaves the store as it was, and is processed
+  again from its committed offsets against the state it was first processed against;
 - each store records the changelog offset up to which it holds the changelog (the *checkpoint*); loading a
   partition replays only the changelog after the checkpoint, so a restarted worker is ready in seconds
   whatever the window holds. The checkpoint moves up after a committed batch (at most every
   :data:`CHECKPOINT_EVERY_S`), to the changelog's end then, which every write of this store precedes;
 - a store whose checkpoint lies beyond the changelog's end (the topic was recreated) or that was written for
-  another topic is discarded and rebuilt from the changelog;
-- a write of a batch whose transaction then aborted stays in the store. That is harmless for marks: the
-  batch is processed again from the same offsets, and a mark that names the message's own
-  topic/partition/offset never suppresses it (:meth:`hub.pipeline.Pipeline._is_resent`).
-
-Marks older than the window are deleted, oldest first (an index by first-seen time), at most
-:data:`SWEEP_LIMIT` per batch, each with a tombstone in the batch's transaction, so the changelog — and a
-rebuild from it — stays window-sized too (the broker drops tombstones after the topic's
-``delete.retention.ms``).
+  another topic is discarded and rebuilt from the changelog.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ SWEEP_LIMIT = 20_000
 """Expired marks deleted per batch at most (a backlog of expired marks is worked off over several batches)."""
 CHECKPOINT_EVERY_S = 30.0
 
-_MARK = b"m"
+_VALUE = b"m"
 _INDEX = b"t"
 _META = b"\x00meta"
 
@@ -82,11 +85,13 @@ def _options() -> Options:
 
 
 class _Store:
-    """The marks of one partition number."""
+    """One table's records of one partition number; ``indexed``: with the index by first-seen time (the
+    value's first element, epoch ms) that expiry walks."""
 
-    def __init__(self, path: Path, topic: str) -> None:
+    def __init__(self, path: Path, topic: str, indexed: bool) -> None:
         self.path = path
         self.topic = topic
+        self.indexed = indexed
         self.db = self._open()
         meta = self.db.get(_META)
         state = orjson.loads(meta) if meta else {}
@@ -109,22 +114,24 @@ class _Store:
         self.db[_META] = orjson.dumps({"topic": self.topic, "checkpoint": offset})
 
     def get(self, key: str) -> Any:
-        raw = self.db.get(_MARK + key.encode())
+        raw = self.db.get(_VALUE + key.encode())
         return None if raw is None else orjson.loads(raw)
 
     def write(self, changes: dict[str, Any]) -> None:
-        """Apply ``key → (at ms, where)`` (None deletes) in one write."""
+        """Apply ``key → value`` (None deletes) in one write."""
         batch = WriteBatch(raw_mode=True)
         for key, value in changes.items():
             raw = key.encode()
-            old = self.db.get(_MARK + raw)
-            if old is not None:
-                batch.delete(_index_key(orjson.loads(old)[0], raw))
+            if self.indexed:
+                old = self.db.get(_VALUE + raw)
+                if old is not None:
+                    batch.delete(_index_key(orjson.loads(old)[0], raw))
             if value is None:
-                batch.delete(_MARK + raw)
+                batch.delete(_VALUE + raw)
             else:
-                batch.put(_MARK + raw, orjson.dumps(value))
-                batch.put(_index_key(int(value[0]), raw), b"")
+                batch.put(_VALUE + raw, orjson.dumps(value))
+                if self.indexed:
+                    batch.put(_index_key(int(value[0]), raw), b"")
         self.db.write(batch)
 
     def expired(self, before_ms: int, limit: int) -> list[str]:
@@ -143,11 +150,11 @@ class _Store:
         return out
 
     def count(self) -> int:
-        """The number of marks (from the index: an estimate is not good enough for the tests)."""
+        """The number of records (counted: an estimate is not good enough for the tests)."""
         n = 0
         it = self.db.iter()
-        it.seek(_INDEX)
-        while it.valid() and it.key().startswith(_INDEX):
+        it.seek(_VALUE)
+        while it.valid() and it.key().startswith(_VALUE):
             n += 1
             it.next()
         del it
@@ -157,18 +164,22 @@ class _Store:
         self.db.close()
 
 
-class DedupMarks(MutableMapping[str, Any]):
-    """The dedup table :class:`hub.pipeline.Pipeline` reads and writes (``get``, ``in``, ``[key] = value``)
-    for the partition being processed (:attr:`current`), on disk; the batch's writes are collected for its
-    transaction by :meth:`drain`, as :class:`hub.worker.state.PartitionedTable` does."""
+class DiskTable(MutableMapping[str, Any]):
+    """A table :class:`hub.pipeline.Pipeline` reads and writes (``get``, ``in``, ``[key] = value``) for the
+    partition being processed (:attr:`current`), on disk; the batch's writes are collected for its
+    transaction by :meth:`drain`, as :class:`hub.worker.state.PartitionedTable` does. ``window_ms``: records
+    expire that long after their first element (epoch ms) — the dedup marks; None: they never expire."""
 
-    def __init__(self, topic: str, directory: Path, window_ms: int) -> None:
+    def __init__(self, topic: str, directory: Path, window_ms: int | None = None) -> None:
         self.topic = topic
         self.directory = directory
         self.window_ms = window_ms
         self.current = 0
         self.stores: dict[int, _Store] = {}
         self._dirty: dict[int, dict[str, Any]] = {}
+        """The batch being processed: its writes per partition."""
+        self._pending: dict[int, dict[str, Any]] = {}
+        """Drained into a transaction, written to the stores once it committed."""
         self._checkpointed = time.monotonic()
         self._offsets: Any = None
         """A consumer kept for the changelog's end offsets (one ListOffsets request per checkpoint)."""
@@ -176,13 +187,17 @@ class DedupMarks(MutableMapping[str, Any]):
     # -- partitions --------------------------------------------------------------------------------------
 
     async def recover(self, kafka: KafkaAccess, partitions: set[int]) -> None:
-        """Open the stores of ``partitions`` and bring each up to the committed end of its changelog."""
+        """Open the stores of ``partitions`` and bring each up to the committed end of its changelog (what a
+        batch not known to have committed changed is forgotten: it is processed again)."""
+        for p in partitions:
+            self._pending.pop(p, None)
+            self._dirty.pop(p, None)
         tps = {TopicPartition(self.topic, p): self.open(p) for p in partitions}
         ends = await self._ends(kafka, list(tps))
         starts: dict[TopicPartition, int] = {}
         for tp, store in tps.items():
             if store.checkpoint < 0 or store.checkpoint > ends[tp]:
-                log.warning("dedup marks of partition %d do not match %s (checkpoint %d, end %d): rebuilt from "
+                log.warning("the local store of partition %d does not match %s (checkpoint %d, end %d): rebuilt from "
                             "the changelog", tp.partition, self.topic, store.checkpoint, ends[tp])  # fmt: skip
                 store.reset()
             starts[tp] = store.checkpoint
@@ -198,14 +213,15 @@ class DedupMarks(MutableMapping[str, Any]):
         for tp, store in tps.items():
             store.set_checkpoint(ends[tp])
         for p in sorted(replayed):
-            log.info("dedup marks of partition %d: %d changelog records replayed onto the local store in %.2f s",
-                     p, replayed[p], time.monotonic() - started)  # fmt: skip
+            log.info("%s partition %d: %d changelog records replayed onto the local store in %.2f s",
+                     self.topic, p, replayed[p], time.monotonic() - started)  # fmt: skip
 
     def open(self, partition: int) -> _Store:
         """The local store of ``partition``, opened (as it is on disk: :meth:`recover` brings it up to date)."""
         store = self.stores.get(partition)
         if store is None:
-            store = self.stores[partition] = _Store(self.directory / str(partition), self.topic)
+            store = self.stores[partition] = _Store(self.directory / str(partition), self.topic,
+                                                    indexed=self.window_ms is not None)  # fmt: skip
         return store
 
     def drop(self, partition: int) -> None:
@@ -213,6 +229,7 @@ class DedupMarks(MutableMapping[str, Any]):
         if store is not None:
             store.close()
         self._dirty.pop(partition, None)
+        self._pending.pop(partition, None)
 
     async def checkpoint(self, kafka: KafkaAccess, force: bool = False) -> None:
         """After a committed batch: move every store's checkpoint up to its changelog's end (at most every
@@ -247,22 +264,32 @@ class DedupMarks(MutableMapping[str, Any]):
     # -- the batch ----------------------------------------------------------------------------------------
 
     def drain(self, now_ms: int | None = None) -> list[StateRecord]:
-        """Write the batch's marks to the stores, delete expired ones, and return the changelog records of
-        both (tombstones for the expired)."""
+        """The changelog records of the batch's writes and, with a window, of the records it expired
+        (tombstones); the changes are written to the stores by :meth:`write_committed`."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         out: list[StateRecord] = []
         for p, store in self.stores.items():
             changes = self._dirty.pop(p, {})
-            for key in store.expired(now_ms - self.window_ms, SWEEP_LIMIT):
-                if key not in changes:
-                    changes[key] = None
-                    metrics.DEDUP_EXPIRED.inc()
+            if self.window_ms is not None:
+                pending = self._pending.get(p, {})
+                for key in store.expired(now_ms - self.window_ms, SWEEP_LIMIT):
+                    if key not in changes and key not in pending:
+                        changes[key] = None
+                        metrics.DEDUP_EXPIRED.inc()
             if changes:
-                store.write(changes)
+                self._pending.setdefault(p, {}).update(changes)
                 out += [StateRecord(self.topic, p, encode_key(k), None if v is None else orjson.dumps(v))
                         for k, v in changes.items()]  # fmt: skip
         self._dirty.clear()
         return out
+
+    def write_committed(self) -> None:
+        """The drained changes' transaction committed: write them to the stores."""
+        for p, changes in self._pending.items():
+            store = self.stores.get(p)
+            if store is not None:
+                store.write(changes)
+        self._pending.clear()
 
     def size(self) -> int:
         return sum(s.count() for s in self.stores.values())
@@ -270,10 +297,11 @@ class DedupMarks(MutableMapping[str, Any]):
     # -- the mapping the pipeline uses (of the current partition) -------------------------------------------
 
     def get(self, key: str, default: Any = None) -> Any:
-        dirty = self._dirty.get(self.current)
-        if dirty is not None and key in dirty:
-            value = dirty[key]
-            return default if value is None else value
+        for layer in (self._dirty, self._pending):
+            changes = layer.get(self.current)
+            if changes is not None and key in changes:
+                value = changes[key]
+                return default if value is None else value
         store = self.stores.get(self.current)
         if store is None:
             raise KeyError(f"partition {self.current} of {self.topic} is not loaded here")
@@ -303,9 +331,9 @@ class DedupMarks(MutableMapping[str, Any]):
         if store is None:
             return iter(())
         it = store.db.iter()
-        it.seek(_MARK)
+        it.seek(_VALUE)
         keys = []
-        while it.valid() and it.key().startswith(_MARK):
+        while it.valid() and it.key().startswith(_VALUE):
             keys.append(it.key()[1:].decode())
             it.next()
         del it
