@@ -105,6 +105,10 @@ class TransactionalLoop:
         self._known_topics: set[str] = set()
 
     @property
+    def _commit_limit_s(self) -> float:
+        return 3 * self.config.transaction_timeout_ms / 1000
+
+    @property
     def ready(self) -> bool:
         return self._pending is not None and not self._pending
 
@@ -169,14 +173,19 @@ class TransactionalLoop:
                         for tp, records in fetched.items() for r in records]  # fmt: skip
             offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
             try:
-                await self._commit(self.handler.process(messages), offsets)
+                # Bounded: a transaction that neither commits nor fails (seen once after a broker restart, the
+                # loop waiting for 10 minutes) is given up and redone like a failed one.
+                await asyncio.wait_for(self._commit(self.handler.process(messages), offsets), self._commit_limit_s)
             except ProducerFenced as exc:
                 raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
-            except KafkaError as exc:
+            except (KafkaError, TimeoutError) as exc:
                 log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", len(messages), exc)
                 await self._recover()
                 return
-            await self.handler.committed()
+            try:
+                await asyncio.wait_for(self.handler.committed(), self._commit_limit_s)
+            except TimeoutError:
+                log.warning("the state's after-commit step took over %.0f s; skipped", self._commit_limit_s)
 
     async def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """... and its partitions still assigned here are sought back to their committed offsets: getmany
@@ -201,7 +210,7 @@ class TransactionalLoop:
             await self._send_all(records)
             await p.send_offsets_to_transaction(offsets, self.config.group_id)
         except BaseException:
-            await _quietly(p.abort_transaction())
+            await _quietly(asyncio.wait_for(p.abort_transaction(), 5.0))
             raise
         await p.commit_transaction()
 
