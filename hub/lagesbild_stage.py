@@ -12,7 +12,6 @@ produces the returned outputs; the benchmark of the worker's own work calls :met
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from hub.flows.lagesbild import Counts, Horizon, Publication, WaveRule, check_wa
 from hub.lagesbild_store import encode_record
 from hub.pipeline import Output
 from hub.topics import Topics
-from hub.worker.state import StateRecord
+from hub.worker.state import StateRecord, encode_key
 
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _FIELDS = ("receiver", "municipality_code", "category", "week", "day")
@@ -121,7 +120,7 @@ class LagesbildStage:
             metrics.LAGESBILD_TOO_LATE.inc(counts.too_late - late)
         # The state records live in the increments' partition, where this worker reloads them from.
         state = self.topics.lagesbild_state
-        records = [StateRecord(state, partition, json.dumps(k).encode(), None) if c is None
+        records = [StateRecord(state, partition, encode_key(k), None) if c is None
                    else StateRecord(state, partition, *encode_record(k, c)) for k, c in counts.drain()]  # fmt: skip
         name = LagesbildAggregate.SCHEMA_NAME
         published = [Output(t, k, self.serde.encode_datum(name, pub.datum())) for (t, k), pub in aggregates.items()]

@@ -121,7 +121,7 @@ class WorkerState:
                 try:
                     await table.checkpoint(self.kafka)
                 except Exception as exc:  # best effort: a later checkpoint (or a longer replay) makes up for it
-                    log.warning("dedup marks not checkpointed: %r", exc)
+                    log.warning("%s not checkpointed: %r", table.topic, exc)
 
     async def close(self) -> None:
         """When the loop stops (after its last commit): checkpoint and close the on-disk state."""
