@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 from typing import Any
 
@@ -40,3 +41,51 @@ def child(metric: Any, *labels: str) -> Any:
     """``metric.labels(*labels)``, looked up once: prometheus_client's ``labels()`` takes a lock and builds a
     key on every call, which the worker's hot path made several times per event."""
     return metric.labels(*labels)
+
+
+class Tally:
+    """Counter increments and histogram observations gathered over a batch and applied at once by
+    :meth:`flush`: a prometheus_client ``inc()`` or ``observe()`` takes a lock each (several per event on the
+    worker's hot path). What /metrics shows is the same as with one call per event, once the batch is done."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Any, tuple[str, ...]], int] = {}
+        self.observed: dict[Any, list[float]] = {}
+
+    def inc(self, metric: Any, *labels: str) -> None:
+        key = (metric, labels)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def observe(self, histogram: Any, value: float) -> None:
+        values = self.observed.get(histogram)
+        if values is None:
+            values = self.observed[histogram] = []
+        values.append(value)
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, {}
+        observed, self.observed = self.observed, {}
+        for (metric, labels), n in counts.items():
+            (child(metric, *labels) if labels else metric).inc(n)
+        for histogram, values in observed.items():
+            observe_all(histogram, values)
+
+
+def observe_all(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe(v)`` for every value, each bucket and the sum updated once (prometheus_client's
+    own bucket rule: the first bucket whose upper bound is >= the value). Falls back to one ``observe()``
+    per value if the client's internals are not as this expects."""
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(v)
+        return
+    per_bucket: dict[int, int] = {}
+    for v in values:
+        i = bisect.bisect_left(bounds, v)
+        per_bucket[i] = per_bucket.get(i, 0) + 1
+    for i, n in per_bucket.items():
+        buckets[i].inc(n)
+    total.inc(sum(values))

@@ -16,13 +16,14 @@ The worker (``hub.app``) feeds messages in and produces the returned outputs; te
 from __future__ import annotations
 
 import time
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from hub import metrics
-from hub.audit import AuditChain
+from hub.audit import AuditChain, millis
 from hub.contract.errors import ContractError
 from hub.contract.fast import EventView, FastConsentGiven, FastConsentWithdrawn, FastEvent, FastValidator
 from hub.contract.fields import allowed_municipality_codes
@@ -52,7 +53,7 @@ class Message:
     """The gateway credential id that sent it (the ``hub-credential`` header), if any."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Output:
     """A message to produce."""
 
@@ -113,6 +114,8 @@ class Pipeline:
         self.dedup_window_ms = int(dedup_window_s * 1000)
         self._units: dict[str, SourceUnit | None] = {}
         self.fast = FastValidator()
+        self.tally = metrics.Tally()
+        self._batched = False
 
     def _unit_of(self, topic: str) -> SourceUnit | None:
         if topic not in self._units:
@@ -121,10 +124,29 @@ class Pipeline:
 
     # -- the walk --------------------------------------------------------------------------------------
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Inside the block, :meth:`process` gathers its metrics and /metrics gets them when the block ends
+        (the worker's batches); outside, after each message."""
+        self._batched = True
+        try:
+            yield
+        finally:
+            self._batched = False
+            self.tally.flush()
+
     def process(self, msg: Message, now: datetime | None = None) -> Result:
+        result = self._process(msg, now)
+        if not self._batched:
+            self.tally.flush()
+        return result
+
+    def _process(self, msg: Message, now: datetime | None) -> Result:
         started = time.perf_counter()
         now = now or datetime.now(UTC)
-        metrics.child(metrics.RECEIVED, msg.topic).inc()
+        at = millis(now)  # the records' time, truncated to the contract's milliseconds once per message
+        tally = self.tally
+        tally.inc(metrics.RECEIVED, msg.topic)
         try:
             event = self._intake(msg)
         except ContractError as err:
@@ -137,7 +159,7 @@ class Pipeline:
         source = unit.name
         seen_key = f"{source}|{event_id}"  # an id first used by one source unit never suppresses another's
         if self._is_resent(seen_key, msg, now):
-            metrics.DUPLICATES.inc()
+            tally.inc(metrics.DUPLICATES)
             return Result(event_id=event_id, outcome="duplicate")
 
         result = Result(event_id=event_id)
@@ -146,8 +168,8 @@ class Pipeline:
             assert person_key is not None  # noqa: S101 - the contract requires a subject on consent events
             # Bound to the municipality that recorded it (checked against the topic above).
             record_consent(self.consents, person_key, event, event.envelope.municipality_code)
-            metrics.CONSENT_RECORDED.inc()
-            self._audit(result, msg, event, "consent", "recorded", str(event.payload.scope), None, [], now)
+            tally.inc(metrics.CONSENT_RECORDED)
+            self._audit(result, msg, event, "consent", Decision.recorded, str(event.payload.scope), None, [], at)
         else:
             plans = self.router.route(event)
             if not plans:
@@ -158,10 +180,10 @@ class Pipeline:
                 )  # fmt: skip
             served = allowed_municipality_codes()
             for plan in plans:
-                self._apply(result, msg, event, plan, person_key, now, served)
+                self._apply(result, msg, event, plan, person_key, now, at, served)
         self._mark_seen(seen_key, msg, now)
-        metrics.END_TO_END.observe(max(0.0, (now - event.envelope.recorded_at).total_seconds()))
-        metrics.LATENCY.observe(time.perf_counter() - started)
+        tally.observe(metrics.END_TO_END, max(0.0, (now - event.envelope.recorded_at).total_seconds()))
+        tally.observe(metrics.LATENCY, time.perf_counter() - started)
         return result
 
     # -- stages ----------------------------------------------------------------------------------------
@@ -197,32 +219,32 @@ class Pipeline:
 
     def _apply(
         self, result: Result, msg: Message, event: FastEvent, plan: Plan, person_key: str | None, now: datetime,
-        served: frozenset[str],
+        at: datetime, served: frozenset[str],
     ) -> None:  # fmt: skip
         if plan.municipality_code not in served:
             # e.g. a release to a home municipality outside the county: there is no receiver here to have it.
             reason = f"municipality {plan.municipality_code} is not served by this hub"
-            metrics.child(metrics.REFUSED, plan.receiver, reason).inc()
-            self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, reason, [], now)
+            self.tally.inc(metrics.REFUSED, plan.receiver, reason)
+            self._audit(result, msg, event, plan.receiver, Decision.refused, plan.spec.basis, reason, [], at)
             return
         verdict = decide(plan, event, self.consents, person_key, now)
         if not verdict.allowed:
-            metrics.child(metrics.REFUSED, plan.receiver, verdict.reason or "").inc()
-            self._audit(result, msg, event, plan.receiver, "refused", plan.spec.basis, verdict.reason, [], now)
+            self.tally.inc(metrics.REFUSED, plan.receiver, verdict.reason or "")
+            self._audit(result, msg, event, plan.receiver, Decision.refused, plan.spec.basis, verdict.reason, [], at)
             return
         if plan.spec.basis_kind is Basis.AGGREGATED:
             result.increments.append(self._increment(plan, event))
-            metrics.child(metrics.AGGREGATED, plan.receiver).inc()
-            self._audit(result, msg, event, plan.receiver, "aggregated", plan.spec.basis, None,
-                        sorted(plan.spec.fields), now)  # fmt: skip
+            self.tally.inc(metrics.AGGREGATED, plan.receiver)
+            self._audit(result, msg, event, plan.receiver, Decision.aggregated, plan.spec.basis, None,
+                        sorted(plan.spec.fields), at)  # fmt: skip
             return
-        delivery = delivery_datum(plan, event, self.pseudonyms, now)
+        delivery = delivery_datum(plan, event, self.pseudonyms, at)
         key = delivery["person_ref"] or plan.municipality_code
         value = self.serde.encode_datum(Delivery.SCHEMA_NAME, delivery)
         result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code), key.encode(), value))
-        metrics.child(metrics.DELIVERED, plan.receiver).inc()
-        self._audit(result, msg, event, plan.receiver, "delivered", plan.spec.basis, None,
-                    disclosed_fields(plan, delivery), now)  # fmt: skip
+        self.tally.inc(metrics.DELIVERED, plan.receiver)
+        self._audit(result, msg, event, plan.receiver, Decision.delivered, plan.spec.basis, None,
+                    disclosed_fields(plan, delivery), at)  # fmt: skip
 
     def _increment(self, plan: Plan, event: FastEvent) -> dict[str, Any]:
         """A count increment for the lägesbild stage: what it counts, no personal data."""
@@ -235,23 +257,20 @@ class Pipeline:
         }  # fmt: skip
 
     def _audit(
-        self, result: Result, msg: Message, event: FastEvent, receiver: str, decision: str, basis: str,
-        reason: str | None, fields: list[str], now: datetime,
+        self, result: Result, msg: Message, event: FastEvent, receiver: str, decision: Decision, basis: str,
+        reason: str | None, fields: list[str], at: datetime,
     ) -> None:  # fmt: skip
         unit = self._unit_of(msg.topic)
         datum = self.chain.append_datum(
             msg.partition, event_id=result.event_id or str(event.envelope.event_id), receiver=receiver,
-            legal_basis=basis,
-            decision=Decision(decision), reason=reason, fields_disclosed=fields, at=now,
+            legal_basis=basis, decision=decision, reason=reason, fields_disclosed=fields, at=at,
             source_unit=unit.name if unit else None, credential=msg.credential,
         )  # fmt: skip
         value = self.serde.encode_datum(AuditRecord.SCHEMA_NAME, datum)
         result.outputs.append(Output(self.topics.audit, None, value, msg.partition))
 
-    def _deadletter(
-        self, msg: Message, reason: str, message: str, event_id: str | None, now: datetime
-    ) -> Result:
-        metrics.child(metrics.DEADLETTERED, reason).inc()
+    def _deadletter(self, msg: Message, reason: str, message: str, event_id: str | None, now: datetime) -> Result:
+        self.tally.inc(metrics.DEADLETTERED, reason)
         record = Deadletter(
             reason=ReasonCode(reason), message=redact(message), source_topic=msg.topic,
             source_partition=msg.partition, source_offset=msg.offset, original=msg.value or b"",

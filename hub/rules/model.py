@@ -9,6 +9,7 @@ flow is fanned out to more than one receiver, or when a receiver, basis or field
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -62,8 +63,8 @@ class Delivery(_Closed):
     municipality_from: str = "envelope.municipality_code"
     """Which field names the receiving municipality (``payload.home_municipality_code``) or ``county``."""
 
-    @property
-    def basis_kind(self) -> Basis:
+    @functools.cached_property
+    def basis_kind(self) -> Basis:  # asked several times per event on the hot path
         return Basis(self.basis.split(":", 1)[0])
 
     @property

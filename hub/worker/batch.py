@@ -56,15 +56,16 @@ class BatchProcessor:
         increments: dict[int, list[tuple[bytes, int]]] = {}
         made: list[dict[str, Any]] = []
         lagesbild = self.topics.lagesbild
-        for m in messages:
-            if m.topic == lagesbild:
-                increments.setdefault(m.partition, []).append((m.value or b"", m.offset))
-                continue
-            for table in self.tables:
-                table.current = m.partition
-            result = self.pipeline.process(m)
-            out += result.outputs
-            made += result.increments
+        with self.pipeline.batch():  # its metrics reach /metrics once per batch
+            for m in messages:
+                if m.topic == lagesbild:
+                    increments.setdefault(m.partition, []).append((m.value or b"", m.offset))
+                    continue
+                for table in self.tables:
+                    table.current = m.partition
+                result = self.pipeline.process(m)
+                out += result.outputs
+                made += result.increments
         for inc in coalesce(made, self.stage.county_code):
             key = f"{inc['receiver']}|{inc['municipality_code']}".encode()
             out.append(Output(lagesbild, key, orjson.dumps(inc)))
