@@ -103,6 +103,9 @@ class TransactionalLoop:
         self._pending: set[int] | None = None
         """Partition numbers assigned but not yet loaded; None before the first assignment."""
         self._known_topics: set[str] = set()
+        self._placed: dict[tuple[str, bytes], tuple[frozenset[int], int]] = {}
+        """Where a keyed record went, with the topic's partitions then: the default partitioner's choice
+        (murmur2 of the key, in pure Python, and two sets per call) is the same while they are."""
 
     @property
     def _commit_limit_s(self) -> float:
@@ -217,16 +220,30 @@ class TransactionalLoop:
     async def _send_all(self, records: Sequence[Produce]) -> None:
         """Append the records to one batch builder per partition and hand each full builder to the producer:
         a ``send()`` per record cost ~13 µs each, more than the hub's own work on some outputs. The partition
-        of a keyed record is the producer's own partitioner's choice, as ``send()`` would make it."""
+        of a keyed record is the producer's own partitioner's choice, as ``send()`` would make it (remembered per key
+        while the topic's partitions stay the same)."""
         p = self.producer
         builders: dict[TopicPartition, Any] = {}
+        partitions: dict[str, frozenset[int]] = {}  # each topic's, read once per batch
+        placed = self._placed
         for r in records:
             partition = r.partition
             if partition is None:
-                if r.topic not in self._known_topics:
-                    await p.client._wait_on_metadata(r.topic)
-                    self._known_topics.add(r.topic)
-                partition = p._partition(r.topic, None, None, None, r.key, r.value)
+                parts = partitions.get(r.topic)
+                if parts is None:
+                    if r.topic not in self._known_topics:
+                        await p.client._wait_on_metadata(r.topic)
+                        self._known_topics.add(r.topic)
+                    parts = partitions[r.topic] = frozenset(p.client.cluster.partitions_for_topic(r.topic) or ())
+                hit = None if r.key is None else placed.get((r.topic, r.key))
+                if hit is not None and (hit[0] is parts or hit[0] == parts):
+                    partition = hit[1]
+                else:
+                    partition = p._partition(r.topic, None, None, None, r.key, r.value)
+                    if r.key is not None:
+                        if len(placed) >= 100_000:
+                            placed.clear()
+                        placed[(r.topic, r.key)] = (parts, partition)
             tp = TopicPartition(r.topic, partition)
             builder = builders.get(tp)
             if builder is None:
