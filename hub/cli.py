@@ -444,6 +444,11 @@ def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
         print(f"accounted         {r.accounted:>10}")
         print(f"lost              {r.lost:>10}" + (f"  e.g. {', '.join(r.lost_examples[:3])}" if r.lost else ""))
         print(f"deliveries        {r.deliveries:>10}  ({r.duplicate_deliveries} duplicates)")
+        print(f"without a record  {r.unaudited_deliveries:>10}  (deliveries without their 'delivered' audit record)")
+        print(f"without delivery  {r.undelivered_audit_records:>10}  ('delivered' audit records without their "
+              f"delivery; {r.audit_records_beyond_retention} more older than the delivery retention)")
+        for example in r.crosscheck_examples[:3]:
+            print(f"  e.g. {example}")
         for decision, n in sorted(r.decisions.items()):
             print(f"audit {decision:<11} {n:>10}")
         for reason, n in sorted(r.deadletters.items()):

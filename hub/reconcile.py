@@ -7,6 +7,13 @@ record), ``hub.deadletter`` and the receiver topics, and reports:
   topic/partition/offset — must be 0;
 - ``duplicate_deliveries``: deliveries beyond the first per (event id, receiver topic) — must be 0: the
   worker delivers exactly once (one transaction per batch), even across crashes;
+- the cross-check of deliveries and the trail, per event × receiver (an audit record names the receiver, not
+  the receiving municipality): ``unaudited_deliveries``, deliveries on ``deliver.*`` topics beyond the
+  "delivered" audit records of their event and receiver — must be 0 (the trail is kept for good, so every
+  delivery ever made has its record); ``undelivered_audit_records``, "delivered" records beyond the deliveries
+  — must be 0, except for records older than the receiver's delivery retention, whose deliveries may have
+  been deleted by it (``audit_records_beyond_retention``, not a fault); examples of both in
+  ``crosscheck_examples``;
 - counts per outcome.
 
 ``hub reconcile`` prints this (``--json`` for programs) and exits 1 when anything is lost or delivered twice.
@@ -14,6 +21,7 @@ record), ``hub.deadletter`` and the receiver topics, and reports:
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -23,6 +31,7 @@ from hub.contract.serde import Serde
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
 from hub.kafka.read import read_to_end
+from hub.retention import FOREVER, delivery
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
 from hub.topics import Topics
@@ -39,12 +48,17 @@ class Reconciliation:
     """Where each lost source message is (topic, partition, offset)."""
     deliveries: int = 0
     duplicate_deliveries: int = 0
+    unaudited_deliveries: int = 0
+    undelivered_audit_records: int = 0
+    audit_records_beyond_retention: int = 0
+    crosscheck_examples: list[str] = field(default_factory=list)
     decisions: dict[str, int] = field(default_factory=dict)
     deadletters: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.lost == 0 and self.duplicate_deliveries == 0
+        return (self.lost == 0 and self.duplicate_deliveries == 0 and self.unaudited_deliveries == 0
+                and self.undelivered_audit_records == 0)  # fmt: skip
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -61,11 +75,17 @@ async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation
     # used the same id (by accident or to suppress it) accounts for nothing.
     audited: set[tuple[str | None, str]] = set()
     decisions: Counter[str] = Counter()
+    recorded: Counter[tuple[str, str]] = Counter()  # "delivered" records per (event id, receiver)
+    newest: dict[tuple[str, str], int] = {}  # ... and the newest one's time (ms)
     async for m in read_to_end(kafka, [topics.audit]):
         rec = serde.decode(m.value)
         if isinstance(rec, AuditRecord):
             audited.add((rec.source_unit, rec.event_id))
             decisions[rec.decision.value] += 1
+            if rec.decision.value == "delivered":
+                key = (rec.event_id, rec.receiver)
+                recorded[key] += 1
+                newest[key] = max(newest.get(key, 0), int(rec.at.timestamp() * 1000))
 
     dead_at: set[tuple[str, int, int]] = set()
     dead_reasons: Counter[str] = Counter()
@@ -100,16 +120,63 @@ async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation
     codes = [*settings.municipality_codes, settings.county_code]
     deliver_topics = [topics.deliver(r, c) for r in RECEIVERS for c in codes]
     per_target: Counter[tuple[str, str]] = Counter()
+    delivered: Counter[tuple[str, str]] = Counter()
     async for m in read_to_end(kafka, deliver_topics):
         d = serde.decode(m.value)
         if isinstance(d, Delivery):
             result.deliveries += 1
             per_target[(d.event_id, m.topic)] += 1
+            delivered[(d.event_id, d.receiver)] += 1
     result.duplicate_deliveries = sum(n - 1 for n in per_target.values() if n > 1)
+    # A delivery and its record are written in one transaction, but the trail was read before the deliveries:
+    # records of a transaction committed in between (a running worker) are looked for again.
+    suspects = [k for k, n in delivered.items() if n > recorded.get(k, 0)]
+    if suspects:
+        again = await _delivered_records(kafka, topics, serde)
+        for key in suspects:
+            recorded[key] = again.get(key, 0)
+    _crosscheck(result, recorded, newest, delivered, settings)
     result.source_event_ids = len(event_ids)
     result.decisions = dict(decisions)
     result.deadletters = dict(dead_reasons)
     return result
+
+
+async def _delivered_records(kafka: KafkaAccess, topics: Topics, serde: Serde) -> Counter[tuple[str, str]]:
+    """The "delivered" audit records per (event id, receiver)."""
+    recorded: Counter[tuple[str, str]] = Counter()
+    async for m in read_to_end(kafka, [topics.audit]):
+        rec = serde.decode(m.value)
+        if isinstance(rec, AuditRecord) and rec.decision.value == "delivered":
+            recorded[(rec.event_id, rec.receiver)] += 1
+    return recorded
+
+
+def _crosscheck(
+    result: Reconciliation, recorded: Counter[tuple[str, str]], newest: dict[tuple[str, str], int],
+    delivered: Counter[tuple[str, str]], settings: HubSettings,
+) -> None:  # fmt: skip
+    """Every delivery has its "delivered" record and every such record its delivery (per event × receiver)."""
+    now_ms = int(time.time() * 1000)
+    kept: dict[str, int] = {}  # each receiver's delivery retention (ms)
+    for key in sorted(recorded.keys() | delivered.keys()):
+        event_id, receiver = key
+        records, deliveries = recorded.get(key, 0), delivered.get(key, 0)
+        if deliveries > records:
+            result.unaudited_deliveries += deliveries - records
+            example = f"event {event_id} to {receiver}: {deliveries} deliveries, {records} 'delivered' audit records"
+        elif records > deliveries:
+            if receiver not in kept:
+                kept[receiver] = delivery(settings.retention, receiver).retention_ms
+            if kept[receiver] != FOREVER and newest.get(key, now_ms) < now_ms - kept[receiver]:
+                result.audit_records_beyond_retention += records - deliveries
+                continue
+            result.undelivered_audit_records += records - deliveries
+            example = f"event {event_id} to {receiver}: {records} 'delivered' audit records, {deliveries} deliveries"
+        else:
+            continue
+        if len(result.crosscheck_examples) < 10:
+            result.crosscheck_examples.append(example)
 
 
 async def repair(kafka: KafkaAccess, lost_at: list[tuple[str, int, int]]) -> int:
