@@ -119,7 +119,8 @@ class AgencyMessage(Redacted):
     family: str
     agency: str
     label: Label
-    value: bytes = b""
+    value: bytes | None = b""
+    """The value when there is no ``event``; None is a null value (a tombstone)."""
     event: Event | None = None
     encode_version: int | None = None
     reasons: frozenset[str] = ALL_DEADLETTER_REASONS
@@ -128,7 +129,7 @@ class AgencyMessage(Redacted):
     flips: tuple[tuple[int, int], ...] = ()
     """Changes to the encoded event's bytes (applied after the fresh event id is in)."""
 
-    def materialise(self, event_id: uuid.UUID) -> bytes:
+    def materialise(self, event_id: uuid.UUID) -> bytes | None:
         """The bytes to publish (an event is encoded with ``event_id``, then changed as the case says)."""
         if self.event is None:
             return self.value
@@ -237,6 +238,28 @@ def _wrong_topic(draw: st.DrawFn) -> AgencyMessage:
     return AgencyMessage("spoofed_source", own, "bad", event=spoofed, reasons=frozenset({"not_allowed_for_agency"}))
 
 
+UNSERVED_CODES: Final = ("0180", "1280", "1480", "2480")
+"""Valid municipality codes (Stockholm, Malmö, Göteborg, Umeå) outside the county this hub serves."""
+
+
+@st.composite
+def _unserved(draw: st.DrawFn) -> AgencyMessage:
+    """A valid event naming a real municipality the hub does not serve: as the event's own municipality (a
+    contract refusal: a dead letter), or as a release's home municipality (a planned delivery with no receiver
+    here: refused, audited). Both once crashed an agent and left the message unaccounted for."""
+    code = draw(st.sampled_from(UNSERVED_CODES))
+    if draw(st.booleans()):
+        event = draw(valid_events(["kriminalvarden.release_scheduled"]))
+        payload = event.payload.model_copy(update={"home_municipality_code": code})  # type: ignore[attr-defined]
+        release = event.model_copy(update={"payload": payload})
+        return AgencyMessage("unserved:home", "kriminalvarden", "good", event=release)
+    event = draw(valid_events())
+    envelope = event.envelope.model_copy(update={"municipality_code": code})
+    return AgencyMessage("unserved:envelope", agency_of(event.envelope.event_type), "bad",
+                         event=event.model_copy(update={"envelope": envelope}),
+                         reasons=frozenset(CONTRACT_REASONS | {"not_allowed_for_agency"}))  # fmt: skip
+
+
 _OUTPUT_RECORDS: Final = st.one_of([models(m) for m in OUTPUT_MODELS.values()])
 
 
@@ -262,9 +285,11 @@ def agency_messages() -> st.SearchStrategy[AgencyMessage]:
                                           reasons=frozenset(CONTRACT_REASONS)),
         agencies, st.sampled_from(FINGERPRINTS), st.binary(max_size=300),
     )  # fmt: skip
+    null_value = st.builds(lambda a: AgencyMessage("null_value", a, "bad", None, reasons=frozenset({"undecodable"})),
+                           agencies)  # fmt: skip
     return st.one_of(
         random_bytes, unknown_fp, known_fp_garbage, _mangled(), _contract_invalid(), _valid(), _wrong_topic(),
-        _hub_record(),
+        _hub_record(), null_value, _unserved(),
     )
 
 
