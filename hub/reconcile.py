@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from hub.contract.errors import ContractError
-from hub.contract.outputs import AuditRecord, Deadletter, Delivery
+from hub.contract.outputs import AuditRecord, Deadletter, Decision, Delivery
 from hub.contract.serde import Serde
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
@@ -82,8 +82,8 @@ async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation
         if isinstance(rec, AuditRecord):
             audited.add((rec.source_unit, rec.event_id))
             decisions[rec.decision.value] += 1
-            if rec.decision.value == "delivered":
-                key = (rec.event_id, rec.receiver)
+            key = _delivered_key(rec)
+            if key is not None:
                 recorded[key] += 1
                 newest[key] = max(newest.get(key, 0), int(rec.at.timestamp() * 1000))
 
@@ -147,9 +147,15 @@ async def _delivered_records(kafka: KafkaAccess, topics: Topics, serde: Serde) -
     recorded: Counter[tuple[str, str]] = Counter()
     async for m in read_to_end(kafka, [topics.audit]):
         rec = serde.decode(m.value)
-        if isinstance(rec, AuditRecord) and rec.decision.value == "delivered":
-            recorded[(rec.event_id, rec.receiver)] += 1
+        key = _delivered_key(rec) if isinstance(rec, AuditRecord) else None
+        if key is not None:
+            recorded[key] += 1
     return recorded
+
+
+def _delivered_key(rec: AuditRecord) -> tuple[str, str] | None:
+    """(event id, receiver) of a "delivered" record — what the cross-check matches deliveries by — else None."""
+    return (rec.event_id, rec.receiver) if rec.decision is Decision.delivered else None
 
 
 def _crosscheck(

@@ -272,10 +272,11 @@ class DiskTable(MutableMapping[str, Any]):
             changes = self._dirty.pop(p, {})
             if self.window_ms is not None:
                 pending = self._pending.get(p, {})
-                for key in store.expired(now_ms - self.window_ms, SWEEP_LIMIT):
-                    if key not in changes and key not in pending:
-                        changes[key] = None
-                        metrics.DEDUP_EXPIRED.inc()
+                expired = [k for k in store.expired(now_ms - self.window_ms, SWEEP_LIMIT)
+                           if k not in changes and k not in pending]  # fmt: skip
+                changes.update(dict.fromkeys(expired))
+                if expired:
+                    metrics.DEDUP_EXPIRED.inc(len(expired))  # one lock per batch, not per mark
             if changes:
                 self._pending.setdefault(p, {}).update(changes)
                 out += [StateRecord(self.topic, p, encode_key(k), None if v is None else orjson.dumps(v))

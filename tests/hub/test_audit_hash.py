@@ -24,42 +24,12 @@ def reference(content: dict[str, object]) -> str:
 @given(seq=st.integers(0, 2**63 - 1), event_id=text, receiver=text, basis=text, reason=st.none() | text,
        fields=st.lists(text, max_size=4), at_ms=st.integers(-(2**41), 2**43), partition=st.integers(0, 2**31 - 1),
        unit=st.none() | text, credential=st.none() | text)  # fmt: skip
-@example(
-    seq=1,
-    event_id="a\x7fb",
-    receiver="sig",
-    basis="public",
-    reason=None,
-    fields=[],
-    at_ms=0,
-    partition=0,
-    unit=None,
-    credential=None,
-)  # DEL alone: ASCII, yet json.dumps escapes it and orjson does not
-@example(
-    seq=1,
-    event_id="a\x7fb",
-    receiver="sig",
-    basis="LUL 6 §",
-    reason="åäö \u2028",
-    fields=["😀"],
-    at_ms=0,
-    partition=0,
-    unit=None,
-    credential="\x1f\x7f",
-)  # DEL, a Swedish §, a line separator, a surrogate pair
-@example(
-    seq=1,
-    event_id="\ud800",
-    receiver="\udfff x",
-    basis="b",
-    reason=None,
-    fields=[],
-    at_ms=0,
-    partition=0,
-    unit="\ud83d",
-    credential=None,
-)  # lone surrogates: orjson refuses them, the standard library escapes them
+@example(seq=1, event_id="a\x7fb", receiver="sig", basis="public", reason=None, fields=[], at_ms=0, partition=0,
+         unit=None, credential=None)  # DEL alone: ASCII, yet json.dumps escapes it and orjson does not
+@example(seq=1, event_id="a\x7fb", receiver="sig", basis="LUL 6 §", reason="åäö \u2028", fields=["😀"], at_ms=0,
+         partition=0, unit=None, credential="\x1f\x7f")  # DEL, a Swedish §, a line separator, a surrogate pair
+@example(seq=1, event_id="\ud800", receiver="\udfff x", basis="b", reason=None, fields=[], at_ms=0, partition=0,
+         unit="\ud83d", credential=None)  # lone surrogates: orjson refuses them, the standard library escapes them
 def test_hash_equals_the_canonical_json_form(seq: int, event_id: str, receiver: str, basis: str, reason: str | None,
                                               fields: list[str], at_ms: int, partition: int, unit: str | None,
                                               credential: str | None) -> None:  # fmt: skip
