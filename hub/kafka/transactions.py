@@ -102,7 +102,6 @@ class TransactionalLoop:
         self._held: set[int] = set()
         self._pending: set[int] | None = None
         """Partition numbers assigned but not yet loaded; None before the first assignment."""
-        self._known_topics: set[str] = set()
         self._placed: dict[tuple[str, bytes], tuple[frozenset[int], int]] = {}
         """Where a keyed record went, with the topic's partitions then: the default partitioner's choice
         (murmur2 of the key, in pure Python, and two sets per call) is the same while they are. Bounded small:
@@ -225,22 +224,25 @@ class TransactionalLoop:
         while the topic's partitions stay the same)."""
         p = self.producer
         builders: dict[TopicPartition, Any] = {}
-        partitions: dict[str, frozenset[int]] = {}  # each topic's, read once per batch
+        partitions: dict[str, tuple[frozenset[int], list[int]]] = {}  # each topic's, read once per batch
         placed = self._placed
         for r in records:
             partition = r.partition
             if partition is None:
-                parts = partitions.get(r.topic)
-                if parts is None:
-                    if r.topic not in self._known_topics:
-                        await p.client._wait_on_metadata(r.topic)
-                        self._known_topics.add(r.topic)
-                    parts = partitions[r.topic] = frozenset(p.client.cluster.partitions_for_topic(r.topic) or ())
+                known = partitions.get(r.topic)
+                if known is None:
+                    # Asked of this producer's own metadata every batch: a producer made after a failed
+                    # transaction starts without any (a per-loop "known" set once crashed the worker here after
+                    # a broker restart: aiokafka's partitioner read None partitions). Chosen from this snapshot,
+                    # not from the live metadata, which a refresh may replace between two records.
+                    found = await p.client._wait_on_metadata(r.topic)
+                    known = partitions[r.topic] = (frozenset(found), sorted(found))
+                parts, ordered = known
                 hit = None if r.key is None else placed.get((r.topic, r.key))
                 if hit is not None and (hit[0] is parts or hit[0] == parts):
                     partition = hit[1]
                 else:
-                    partition = p._partition(r.topic, None, None, None, r.key, r.value)
+                    partition = p._partitioner(r.key, ordered, ordered)  # the default partitioner's choice
                     if r.key is not None:
                         if len(placed) >= 4096:
                             placed.clear()

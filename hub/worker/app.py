@@ -104,8 +104,10 @@ class BatchLoopService(Service):
         except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError) and self._stopping.is_set():
                 return
+            # With its traceback (redacted like every line: hub.logsafety): "what failed where" is the first
+            # question, and a broker restart once crashed the loop with only the exception's text to go on.
             log.critical("the batch loop failed (%r): the worker stops; nothing past the last committed batch "
-                         "was written", exc)  # fmt: skip
+                         "was written", exc, exc_info=exc)  # fmt: skip
             os._exit(70)
 
     async def on_stop(self) -> None:

@@ -20,7 +20,7 @@ import asyncio
 import json
 import subprocess
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -60,10 +60,23 @@ class Ledger:
     """(event id, receiver topic) -> each delivery's content without ``delivered_at``, as JSON."""
     delivered_to: set[tuple[str, str]] = field(default_factory=set)
     """(event id, receiver) of every delivery on a receiver topic."""
+    delivered_where: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    """(event id, receiver topic) -> each delivery's partition, offset and delivered_at: what a failure names."""
 
     @property
     def duplicate_deliveries(self) -> int:
         return sum(len(v) - 1 for v in self.deliveries.values() if len(v) > 1)
+
+    def describe_duplicates(self, limit: int = 5) -> list[str]:
+        """The first duplicated deliveries: where each copy is, and where and how often its event came in."""
+        out = []
+        for (event_id, topic), copies in sorted(self.deliveries.items()):
+            if len(copies) > 1 and len(out) < limit:
+                tp = self.first_at.get(event_id)
+                came = f"{tp.topic}/{tp.partition}@{self.first_offset[event_id]}" if tp else "?"
+                out.append(f"{event_id} on {topic} at {self.delivered_where[(event_id, topic)]}, source {came} "
+                           f"x{self.source[event_id]}, audit {dict(self.audit.get(event_id, {}))}")  # fmt: skip
+        return out
 
     def duplicated_event_ids(self) -> set[str]:
         return {e for (e, _t), v in self.deliveries.items() if len(v) > 1}
@@ -177,16 +190,20 @@ async def _read_ledger(bootstrap: str, settings: HubSettings) -> Ledger:
             body = json.dumps(d.model_dump(mode="json", exclude={"delivered_at"}), sort_keys=True)
             ledger.deliveries[(d.event_id, m.topic)].append(body)
             ledger.delivered_to.add((d.event_id, d.receiver))
+            ledger.delivered_where[(d.event_id, m.topic)].append(f"{m.partition}@{m.offset} {d.delivered_at}")
     return ledger
 
 
 def wait_accounted(bootstrap: str, settings: HubSettings, sources: int, timeout_s: float,
-                   at_least: bool = False) -> float:  # fmt: skip
+                   at_least: bool = False, alive: Callable[[], None] | None = None) -> float:  # fmt: skip
     """Poll :func:`hub.reconcile.reconcile` until ``sources`` source messages (or more, with
-    ``at_least``) are all accounted for; the seconds it took."""
+    ``at_least``) are all accounted for; the seconds it took. ``alive`` is called before each poll and
+    raises when a process the accounting waits for has exited (fails now, not at the timeout)."""
     deadline = Deadline(timeout_s, f"{sources} source messages to be accounted for")
 
     async def settled() -> bool:
+        if alive is not None:
+            alive()
         r = await reconcile(access(bootstrap), settings)
         print(f"reconcile: {r.source_messages} in, {r.accounted} accounted, {r.lost} not yet", flush=True)
         enough = r.source_messages >= sources if at_least else r.source_messages == sources

@@ -114,9 +114,13 @@ def test_broker_restart_under_load(tmp_path_factory: pytest.TempPathFactory, ful
         produced = int(progress["produced"])
         assert produced == expected, progress  # the simulator got every event it generated acknowledged
         assert len(posting.acknowledged) == posted
+
+        def worker_alive() -> None:
+            assert worker.poll() is None, f"the worker did not survive the broker restart:\n{hub.log()}"
+
         wait_accounted(hub.bootstrap, hub.settings(), produced + posted, timeout_s=1800 if full_run else 600,
-                       at_least=True)  # fmt: skip
-        assert worker.poll() is None, f"the worker did not survive the broker restart:\n{hub.log()}"
+                       at_least=True, alive=worker_alive)  # fmt: skip
+        worker_alive()
         elapsed = time.monotonic() - started
 
         ledger = read_ledger(hub.bootstrap, hub.settings())
@@ -127,7 +131,7 @@ def test_broker_restart_under_load(tmp_path_factory: pytest.TempPathFactory, ful
         accounting = ledger.check(ledger.source)
         accounting.assert_exactly_accounted()
         # No process crashed: exactly once to every receiver.
-        assert accounting.duplicate_deliveries == 0
+        assert accounting.duplicate_deliveries == 0, ledger.describe_duplicates()
         assert accounting.duplicate_audits == 0
         code, audit = hub.audit_verify_cli()
         assert audit["ok"], f"the audit trail's hash chains are broken: {audit}"
