@@ -118,8 +118,9 @@ class TransactionalLoop:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        # The producer first: init_transactions fences a crashed predecessor with this transactional id and
-        # aborts its open transaction, so the state loaded next is the committed one.
+        # The producer first, with its producer id: getting it fences a crashed predecessor with this
+        # transactional id and completes that one's last transaction (aborted if open, finished if it was
+        # committing), so the offsets and state read next are the committed ones.
         self.producer = await self._new_producer()
         c = self.config
         self.consumer = clients.consumer(
@@ -157,6 +158,13 @@ class TransactionalLoop:
             transaction_timeout_ms=c.transaction_timeout_ms, linger_ms=5, max_batch_size=262144,
         )  # fmt: skip
         await producer.start()
+        # start() does not wait for InitProducerId, and that is what fences the previous producer of this
+        # transactional id and completes its last transaction (commit or abort, markers written). Until then
+        # the committed offsets and the changelogs need not show that transaction: read then, a batch whose
+        # commit went through after all is processed again (after a broker restart in CI, 11 deliveries twice).
+        # begin_transaction waits for the producer id; the empty transaction ends without a request.
+        await producer.begin_transaction()
+        await producer.commit_transaction()
         return producer
 
     # -- one batch -----------------------------------------------------------------------------------------
@@ -210,19 +218,24 @@ class TransactionalLoop:
         p = self.producer
         await p.begin_transaction()
         try:
-            await self._send_all(records)
+            sent = await self._send_all(records)
             await p.send_offsets_to_transaction(offsets, self.config.group_id)
+            # Every batch acknowledged before the commit: aiokafka commits a transaction even when one of its
+            # batches failed (expired waiting for a partition leader, say), which would commit the offsets
+            # without those records. A failed batch raises here and the transaction is aborted instead.
+            await asyncio.gather(*sent)
         except BaseException:
             await _quietly(asyncio.wait_for(p.abort_transaction(), 5.0))
             raise
         await p.commit_transaction()
 
-    async def _send_all(self, records: Sequence[Produce]) -> None:
+    async def _send_all(self, records: Sequence[Produce]) -> list[asyncio.Future[Any]]:
         """Append the records to one batch builder per partition and hand each full builder to the producer:
         a ``send()`` per record cost ~13 µs each, more than the hub's own work on some outputs. The partition
         of a keyed record is the producer's own partitioner's choice, as ``send()`` would make it (remembered per key
-        while the topic's partitions stay the same)."""
+        while the topic's partitions stay the same). Returns each batch's delivery future."""
         p = self.producer
+        sent: list[asyncio.Future[Any]] = []
         builders: dict[TopicPartition, Any] = {}
         partitions: dict[str, tuple[frozenset[int], list[int]]] = {}  # each topic's, read once per batch
         placed = self._placed
@@ -254,14 +267,16 @@ class TransactionalLoop:
             if builder.append(key=r.key, value=r.value, timestamp=None) is not None:
                 continue
             if builder.record_count():  # full: send it, start the next one
-                await p.send_batch(builder, tp.topic, partition=tp.partition)
+                sent.append(await p.send_batch(builder, tp.topic, partition=tp.partition))
                 builder = builders[tp] = p.create_batch()
                 if builder.append(key=r.key, value=r.value, timestamp=None) is not None:
                     continue
-            await p.send(r.topic, r.value, key=r.key, partition=tp.partition)  # larger than a batch: on its own
+            # larger than a batch: on its own
+            sent.append(await p.send(r.topic, r.value, key=r.key, partition=tp.partition))
         for tp, builder in builders.items():
             if builder.record_count():
-                await p.send_batch(builder, tp.topic, partition=tp.partition)
+                sent.append(await p.send_batch(builder, tp.topic, partition=tp.partition))
+        return sent
 
     async def _recover(self) -> None:
         """After a failed transaction: a new producer, the committed state, the committed offsets."""

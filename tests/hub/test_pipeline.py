@@ -126,6 +126,17 @@ def test_resent_event_is_delivered_once(pipeline: Pipeline) -> None:
     assert again.outputs == []
 
 
+def test_a_message_read_again_after_its_batch_committed_is_not_delivered_again(pipeline: Pipeline) -> None:
+    """The worker reads a message again when it could not confirm its batch's commit (a broker restart) and
+    the commit went through after all: the dedup mark, written in that transaction, is then visible."""
+    event = f.minor_suspected()
+    msg = Message(event_topic(event, Topics()), 0, next(_offsets), None, SERDE.encode(event))
+    first = pipeline.process(msg, now=f.NOW)
+    assert deliveries(first)
+    again = pipeline.process(msg, now=f.NOW + timedelta(seconds=40))
+    assert (again.outcome, again.outputs) == ("duplicate", [])
+
+
 def test_bad_inputs_are_dead_lettered_with_reason(pipeline: Pipeline) -> None:
     def reason(result: Result) -> str:
         (out,) = result.outputs
