@@ -18,8 +18,7 @@ the local store is a cache of it that survives a restart:
 
 - a batch's changes are written to the store only once its transaction has committed
   (:meth:`DiskTable.write_committed`); a batch that aborted leaves the store as it was, and is processed
-  again from its committed offsets against the state it was first processed against (a batch whose commit
-  could not be confirmed is reloaded from the changelog: if it did commit, its marks drop its messages);
+  again from its committed offsets against the state it was first processed against;
 - each store records the changelog offset up to which it holds the changelog (the *checkpoint*); loading a
   partition replays only the changelog after the checkpoint, so a restarted worker is ready in seconds
   whatever the window holds. The checkpoint moves up after a committed batch (at most every

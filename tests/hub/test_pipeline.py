@@ -126,15 +126,16 @@ def test_resent_event_is_delivered_once(pipeline: Pipeline) -> None:
     assert again.outputs == []
 
 
-def test_a_message_read_again_after_its_batch_committed_is_not_delivered_again(pipeline: Pipeline) -> None:
-    """The worker reads a message again when it could not confirm its batch's commit (a broker restart) and
-    the commit went through after all: the dedup mark, written in that transaction, is then visible."""
+def test_the_same_message_read_again_is_processed_again(pipeline: Pipeline) -> None:
+    """A message read again (same topic, partition and offset) is not taken for a re-sent copy: the dedup
+    mark of its first reading may be from a transaction the broker aborted although the client was told it
+    committed (dropping such messages lost 442 events in a broker-restart run)."""
     event = f.minor_suspected()
     msg = Message(event_topic(event, Topics()), 0, next(_offsets), None, SERDE.encode(event))
     first = pipeline.process(msg, now=f.NOW)
-    assert deliveries(first)
     again = pipeline.process(msg, now=f.NOW + timedelta(seconds=40))
-    assert (again.outcome, again.outputs) == ("duplicate", [])
+    assert again.outcome == "processed"
+    assert deliveries(again).keys() == deliveries(first).keys()
 
 
 def test_bad_inputs_are_dead_lettered_with_reason(pipeline: Pipeline) -> None:
