@@ -12,15 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from hub.contract.outputs import AuditRecord, Decision
+from hub.contract.outputs import AuditCheckpoint, AuditRecord, Decision
 from hub.kafka.clients import KafkaAccess
+
+if TYPE_CHECKING:
+    from hub.audit_seal import Sealer
 
 GENESIS = "0" * 64
 
@@ -100,20 +104,43 @@ def millis(at: datetime) -> datetime:
 
 
 class AuditChain:
-    """Appends records to per-partition chains; ``heads`` holds (next seq, last hash) per partition."""
+    """Appends records to per-partition chains; ``heads`` holds (next seq, last hash) per partition.
 
-    def __init__(self) -> None:
+    With a :class:`hub.audit_seal.Sealer` every record gets its MAC, and a partition's chain gets a signed
+    checkpoint after ``every`` records (:meth:`due`, written right after the record that makes it due), after
+    ``seconds`` without one (:meth:`stale`), and when its chain is taken over from a record rather than a
+    checkpoint. ``made`` collects the checkpoints written since the last commit, for the anchor store."""
+
+    def __init__(self, sealer: Sealer | None = None, every: int = 1000, seconds: float = 60.0) -> None:
         self.heads: dict[int, tuple[int, str]] = {}
+        self.sealer = sealer
+        self.every = every
+        self.seconds_ms = int(seconds * 1000)
+        self._since: dict[int, int] = {}
+        """Records since the partition's last checkpoint."""
+        self._sealed_at: dict[int, int] = {}
+        """When the partition's last checkpoint was made, or its chain was taken over (ms)."""
+        self.made: list[dict[str, Any]] = []
 
     def has_head(self, partition: int) -> bool:
         return partition in self.heads
 
-    def set_head(self, partition: int, last: AuditRecord | None) -> None:
-        """Continue ``partition``'s chain after ``last`` (the last stored record), or start it."""
+    def set_head(self, partition: int, last: AuditRecord | AuditCheckpoint | None) -> None:
+        """Continue ``partition``'s chain after ``last`` (the last stored record or checkpoint), or start it."""
+        if isinstance(last, AuditCheckpoint):
+            self.heads[partition] = (last.seq + 1, last.head)
+            self._since[partition], self._sealed_at[partition] = 0, int(last.at.timestamp() * 1000)
+            return
         self.heads[partition] = (0, GENESIS) if last is None else (last.seq + 1, last.hash)
+        # After a record, how many followed the last checkpoint is unknown (fewer than ``every``: a checkpoint
+        # commits with the record that makes it due): the next record seals the chain, or ``seconds`` do.
+        self._since[partition] = 0 if last is None else self.every
+        self._sealed_at[partition] = int(time.time() * 1000)
 
     def forget(self, partition: int) -> None:
         self.heads.pop(partition, None)
+        self._since.pop(partition, None)
+        self._sealed_at.pop(partition, None)
 
     def append_datum(
         self, partition: int, *, event_id: str, receiver: str, legal_basis: str, decision: Decision,
@@ -130,11 +157,12 @@ class AuditChain:
             partition=partition, source_unit=source_unit, credential=credential,
         )  # fmt: skip
         self.heads[partition] = (seq + 1, digest)
+        self._since[partition] = self._since.get(partition, 0) + 1
         return {
             "seq": seq, "event_id": event_id, "receiver": receiver, "legal_basis": legal_basis,
             "decision": decision.value, "reason": reason, "fields_disclosed": fields_disclosed, "at": at,
             "prev_hash": prev, "hash": digest, "partition": partition, "source_unit": source_unit,
-            "credential": credential,
+            "credential": credential, "mac": None if self.sealer is None else self.sealer.record_mac(digest),
         }  # fmt: skip
 
     def append(
@@ -147,6 +175,29 @@ class AuditChain:
             partition, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision,
             reason=reason, fields_disclosed=fields_disclosed, at=at, source_unit=source_unit, credential=credential,
         ))  # fmt: skip
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    def due(self, partition: int) -> bool:
+        """``partition`` has ``every`` records since its last checkpoint."""
+        return self.sealer is not None and self._since.get(partition, 0) >= self.every
+
+    def stale(self, now_ms: int) -> list[int]:
+        """Partitions with records (or a taken-over head) not sealed for ``seconds``."""
+        if self.sealer is None:
+            return []
+        return [p for p, n in self._since.items()
+                if n and now_ms - self._sealed_at.get(p, 0) >= self.seconds_ms and self.heads[p][0] > 0]  # fmt: skip
+
+    def checkpoint(self, partition: int, at: datetime) -> dict[str, Any]:
+        """A signed checkpoint of ``partition``'s head now (its Avro data), also kept in ``made``."""
+        assert self.sealer is not None  # noqa: S101 - callers check due() or stale() first
+        seq, head = self.heads[partition]
+        at = millis(at)
+        datum = self.sealer.checkpoint(partition, seq - 1, head, at)
+        self._since[partition], self._sealed_at[partition] = 0, int(time.time() * 1000)
+        self.made.append(datum)
+        return datum
 
 
 @dataclass(frozen=True)
@@ -165,20 +216,63 @@ class VerifyResult:
     records: int
     partitions: int
     first_break: Break | None
+    checkpoints: int = 0
+    """Signed checkpoints found in the topic (their signatures checked when a key was given)."""
+    anchored: int = 0
+    """Anchored checkpoints checked against the topic."""
+    macs: int = 0
+    """Records whose MAC was checked."""
+    unanchored: int = 0
+    """Valid checkpoints of the topic not (yet) in the anchor store: a worker stopped between its commit and
+    the anchoring, or no anchor store was given."""
 
     @property
     def ok(self) -> bool:
         return self.first_break is None
 
 
-def verify(records: Iterable[tuple[int, int, AuditRecord]]) -> VerifyResult:
-    """Check chains given (partition, offset, record) in offset order per partition."""
+def verify(records: Iterable[tuple[int, int, AuditRecord | AuditCheckpoint]], sealer: Sealer | None = None,
+           anchors: Mapping[int, list[dict[str, Any]]] | None = None, every: int | None = None) -> VerifyResult:
+    """Check chains given (partition, offset, record or checkpoint) in offset order per partition.
+
+    With ``sealer``: every record's MAC (once a partition has a record with one, every later record needs a
+    valid one: records from before MACs existed pass only at the start) and every checkpoint's signature,
+    partition, sequence number and head; with ``every``, no more than that many records between two
+    checkpoints (more: a checkpoint was deleted). With ``anchors`` (partition → anchored checkpoints), each
+    anchored checkpoint must be in the topic, at a record whose hash is its head: an anchored head past the
+    partition's end is a truncation, another hash a rewrite. The first break is reported per partition, in
+    offset order; the result names the first one over all partitions."""
     heads: dict[int, tuple[int, str]] = {}
-    count = 0
-    first: Break | None = None
+    hashes: dict[int, dict[int, tuple[int, str]]] = {}
+    """partition → seq → (offset, hash): what the anchors are checked against."""
+    seen_cps: dict[int, set[tuple[int, str, str]]] = {}
+    since: dict[int, int] = {}
+    maced: set[int] = set()
+    breaks: dict[int, Break] = {}
+    result = VerifyResult(0, 0, None)
+    ends: dict[int, int] = {}
     for partition, offset, rec in records:
-        count += 1
-        if first is not None:
+        ends[partition] = offset
+        if isinstance(rec, AuditCheckpoint):
+            result.checkpoints += 1
+            if partition in breaks:
+                continue
+            seq, prev = heads.get(partition, (0, GENESIS))
+            why = None
+            if sealer is not None and not sealer.signature_ok(rec):
+                why = "checkpoint signature is not valid (forged or altered)"
+            elif rec.partition != partition:
+                why = f"checkpoint claims partition {rec.partition} (copied from another partition)"
+            elif (rec.seq, rec.head) != (seq - 1, prev):
+                why = f"checkpoint of seq {rec.seq} does not match the chain here (last seq {seq - 1})"
+            if why:
+                breaks[partition] = Break(partition, offset, rec.seq, why)
+                continue
+            seen_cps.setdefault(partition, set()).add((rec.seq, rec.head, rec.signature))
+            since[partition] = 0
+            continue
+        result.records += 1
+        if partition in breaks:
             continue
         seq, prev = heads.get(partition, (0, GENESIS))
         why = None
@@ -190,15 +284,59 @@ def verify(records: Iterable[tuple[int, int, AuditRecord]]) -> VerifyResult:
             why = "prev_hash does not match the previous record's hash"
         elif record_hash(rec) != rec.hash:
             why = "hash does not match the record's content (the record was edited)"
+        elif sealer is not None and sealer.mac is not None and (rec.mac is not None or partition in maced):
+            result.macs += 1
+            maced.add(partition)
+            if not sealer.mac_ok(rec.hash, rec.mac):
+                why = ("MAC missing" if rec.mac is None else "MAC does not match") + \
+                      " (rewritten without the MAC key)"
+        if why is None and every is not None and partition in since:
+            since[partition] += 1
+            if since[partition] > every:
+                why = f"more than {every} records since the last checkpoint (a checkpoint was deleted)"
         if why:
-            first = Break(partition, offset, rec.seq, why)
+            breaks[partition] = Break(partition, offset, rec.seq, why)
             continue
         heads[partition] = (seq + 1, rec.hash)
-    return VerifyResult(count, len(heads), first)
+        hashes.setdefault(partition, {})[seq] = (offset, rec.hash)
+    for partition, entries in sorted((anchors or {}).items()):
+        if partition in breaks:
+            continue
+        chain = hashes.get(partition, {})
+        cps = seen_cps.get(partition, set())
+        for entry in entries:
+            result.anchored += 1
+            why = None
+            aseq, head = entry.get("seq"), entry.get("head")
+            if sealer is not None and not sealer.signature_ok(entry):
+                why = f"anchored checkpoint of seq {aseq} has no valid signature (the anchor store was altered)"
+            elif not isinstance(aseq, int) or aseq not in chain:
+                last = max(chain) if chain else -1
+                breaks[partition] = Break(partition, ends.get(partition, -1), last,
+                                          f"anchored checkpoint of seq {aseq} is past the end of the partition "
+                                          f"(last seq {last}): the trail was truncated")  # fmt: skip
+                break
+            elif chain[aseq][1] != head:
+                why = f"record seq {aseq} is not the one the anchored checkpoint signed (the partition was rewritten)"
+            elif (aseq, head, entry.get("signature")) not in cps:
+                why = f"anchored checkpoint of seq {aseq} is missing from the topic (a checkpoint was deleted)"
+            if why:
+                at = chain[aseq][0] if isinstance(aseq, int) and aseq in chain else ends.get(partition, -1)
+                breaks[partition] = Break(partition, at, aseq if isinstance(aseq, int) else None, why)
+                break
+        anchored = {(e.get("seq"), e.get("head"), e.get("signature")) for e in entries}
+        result.unanchored += len(cps - anchored)
+    for partition in set(seen_cps) - set(anchors or {}):
+        result.unanchored += len(seen_cps[partition])
+    result.partitions = len(ends)
+    if breaks:
+        result.first_break = min(breaks.values(), key=lambda b: (b.partition, b.offset))
+    return result
 
 
-async def read_trail(kafka: KafkaAccess, topic: str) -> list[tuple[int, int, AuditRecord]]:
-    """Every record of the audit topic as (partition, offset, record), in offset order per partition.
+async def read_trail(kafka: KafkaAccess, topic: str) -> list[tuple[int, int, AuditRecord | AuditCheckpoint]]:
+    """Every record and checkpoint of the audit topic as (partition, offset, record), in offset order per
+    partition.
 
     Raises :class:`TrailError` at the first record that is not an audit record.
     """
@@ -207,13 +345,13 @@ async def read_trail(kafka: KafkaAccess, topic: str) -> list[tuple[int, int, Aud
     from hub.kafka.read import read_to_end
 
     serde = Serde()
-    out: list[tuple[int, int, AuditRecord]] = []
+    out: list[tuple[int, int, AuditRecord | AuditCheckpoint]] = []
     async for m in read_to_end(kafka, [topic]):
         try:
             rec = serde.decode(m.value)
         except ContractError as exc:
             raise TrailError(f"partition {m.partition} offset {m.offset}: not an audit record ({exc.reason})") from exc
-        if not isinstance(rec, AuditRecord):
+        if not isinstance(rec, AuditRecord | AuditCheckpoint):
             raise TrailError(f"partition {m.partition} offset {m.offset}: not an audit record")
         out.append((m.partition, m.offset, rec))
     return out

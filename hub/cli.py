@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -405,22 +406,56 @@ def _audit_verify(args: argparse.Namespace, settings: HubSettings) -> int:
 
     from hub import identity
     from hub.audit import TrailError, read_trail, verify
+    from hub.audit_anchor import AnchorError, FileAnchors
+    from hub.audit_seal import sealer_from
     from hub.topics import Topics
 
     topic = Topics(settings.topic_namespace).audit
+    store = FileAnchors(args.anchors or settings.audit_anchor_dir)
     try:
-        result = verify(asyncio.run(read_trail(resolve_access(settings, identity.OPERATOR), topic)))
-    except TrailError as exc:
+        trail = asyncio.run(read_trail(resolve_access(settings, identity.OPERATOR), topic))
+        anchors = {p: store.read(p) for p in store.partitions()}
+        result = verify(trail, sealer_from(settings), anchors, settings.audit.checkpoint_every)
+    except (TrailError, AnchorError) as exc:
         print(f"BROKEN: {exc}")
         return 1
+    b = result.first_break
     if args.json:
         _print_json({"ok": result.ok, "records": result.records, "partitions": result.partitions,
-                     "first_break": str(result.first_break) if result.first_break else None})
+                     "checkpoints": result.checkpoints, "macs_checked": result.macs, "anchored": result.anchored,
+                     "unanchored": result.unanchored, "anchor_dir": str(store.directory),
+                     "first_break": str(b) if b else None,
+                     "break": None if b is None else {"partition": b.partition, "offset": b.offset, "seq": b.seq,
+                                                      "why": b.why}})  # fmt: skip
     elif result.ok:
-        print(f"ok: {result.records} audit records in {result.partitions} partition(s) of {topic}, chains intact")
+        print(f"ok: {result.records} audit records in {result.partitions} partition(s) of {topic}: chains intact, "
+              f"{result.macs} MACs and {result.checkpoints} signed checkpoints valid, {result.anchored} anchored "
+              f"checkpoints found ({result.unanchored} not anchored yet)")  # fmt: skip
     else:
-        print(f"BROKEN at {result.first_break} ({result.records} records read)")
+        print(f"BROKEN at {b} ({result.records} records read)")
     return 0 if result.ok else 1
+
+
+def _audit_keygen(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.audit_seal import keygen
+
+    keys = keygen()
+    text = "".join(f"{k}={v}\n" for k, v in keys.items())
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out: Path = args.out
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        print(f"{out} exists: not overwritten (a new key would make the trail's old MACs unverifiable)",
+              file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    print(f"wrote {out} (mode 0600): HUB_AUDIT__MAC_KEY, HUB_AUDIT__SIGNING_KEY, HUB_AUDIT__VERIFY_KEY; "
+          f"the public key: {keys['HUB_AUDIT__VERIFY_KEY']}")
+    return 0
 
 
 def _reconcile(args: argparse.Namespace, settings: HubSettings) -> int:
@@ -714,9 +749,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     au = sub.add_parser("audit", help="the audit trail")
     asub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    av = asub.add_parser("verify", help="recompute the hash chains of hub.audit; exit 1 naming the first break")
+    av = asub.add_parser("verify", help="check hub.audit's hash chains, MACs, signed checkpoints and anchors; exit 1 "
+                                        "naming the first break")
     av.add_argument("--json", action="store_true")
+    av.add_argument("--anchors", type=Path, default=None,
+                    help="the anchor folder (default HUB_AUDIT__ANCHOR_DIR, <state dir>/audit-anchors/<topic>)")
     av.set_defaults(handler=_audit_verify)
+    ak = asub.add_parser("keygen", help="new random audit MAC and signing keys (env lines; never logged)")
+    ak.add_argument("--out", type=Path, default=None, help="write them to this new file (mode 0600) instead of stdout")
+    ak.set_defaults(handler=_audit_keygen)
 
     ing = sub.add_parser("ingest", help="the authenticated HTTP ingest gateway agencies post events to")
     ing.add_argument("--host", default=None, help="listen address (default HUB_INGEST__HOST, 127.0.0.1)")

@@ -27,7 +27,7 @@ from hub.audit import AuditChain, millis
 from hub.contract.errors import ContractError
 from hub.contract.fast import EventView, FastConsentGiven, FastConsentWithdrawn, FastEvent, FastValidator
 from hub.contract.fields import allowed_municipality_codes
-from hub.contract.outputs import AuditRecord, Deadletter, Decision, Delivery, ReasonCode
+from hub.contract.outputs import AuditCheckpoint, AuditRecord, Deadletter, Decision, Delivery, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
 from hub.flows.minimise import delivery_datum, disclosed_fields
@@ -271,6 +271,13 @@ class Pipeline:
         )  # fmt: skip
         value = self.serde.encode_datum(AuditRecord.SCHEMA_NAME, datum)
         result.outputs.append(Output(self.topics.audit, None, value, msg.partition))
+        if self.chain.due(msg.partition):  # sealed right after the record that makes it due
+            result.outputs.append(self.checkpoint(msg.partition, at))
+
+    def checkpoint(self, partition: int, at: datetime) -> Output:
+        """A signed checkpoint of the audit chain of ``partition``, to write to the audit topic."""
+        datum = self.chain.checkpoint(partition, at)
+        return Output(self.topics.audit, None, self.serde.encode_datum(AuditCheckpoint.SCHEMA_NAME, datum), partition)
 
     def _deadletter(self, msg: Message, reason: str, message: str, event_id: str | None, now: datetime) -> Result:
         self.tally.inc(metrics.DEADLETTERED, reason)

@@ -20,7 +20,8 @@ PLACEHOLDER = "CHANGE-ME"
 
 #: The secrets each service uses; a service checks only its own.
 SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
-    "worker": ("HUB_SECRET_KEY", "HUB_PSEUDONYM_KEYS", "HUB_KAFKA__PASSWORD"),
+    "worker": ("HUB_SECRET_KEY", "HUB_PSEUDONYM_KEYS", "HUB_KAFKA__PASSWORD", "HUB_AUDIT__MAC_KEY",
+               "HUB_AUDIT__SIGNING_KEY"),
     "ingest": ("HUB_SECRET_KEY", "HUB_PSEUDONYM_KEYS", "HUB_KAFKA__PASSWORD"),
     "web": ("HUB_WEB__SESSION_SECRET", "HUB_KAFKA__PASSWORD"),
     # A connector keys events about a person with the person key derived from HUB_SECRET_KEY, which must be
@@ -63,6 +64,10 @@ def _values(settings: HubSettings, name: str) -> Iterable[tuple[str, SecretStr |
     elif name == "HUB_PSEUDONYM_KEYS":
         for receiver, key in sorted(settings.pseudonym_keys.items()):
             yield f"HUB_PSEUDONYM_KEYS[{receiver}]", key
+    elif name == "HUB_AUDIT__MAC_KEY":  # optional (derived from HUB_SECRET_KEY when unset); checked when set
+        yield name, settings.audit.mac_key
+    elif name == "HUB_AUDIT__SIGNING_KEY":
+        yield name, settings.audit.signing_key
     elif name == "HUB_KAFKA__PASSWORD":
         yield name, settings.kafka.password
         path = settings.kafka.password_file

@@ -226,6 +226,25 @@ class WebSettings(BaseModel):
     """How long the operations page reuses what it read (audit chain, dead letters, lag) before reading again."""
 
 
+class AuditSettings(BaseModel):
+    """The audit trail's seal (:mod:`hub.audit_seal`) and its anchor store outside Kafka (``HUB_AUDIT__*``)."""
+
+    mac_key: SecretStr | None = None
+    """Key of every record's HMAC (``hub audit keygen`` makes one); unset: derived from ``HUB_SECRET_KEY``."""
+    signing_key: SecretStr | None = None
+    """Ed25519 key that signs the checkpoints (``hub audit keygen``); unset: derived from ``HUB_SECRET_KEY``."""
+    verify_key: str | None = None
+    """The signing key's public key, for a verifier that holds no secret; checked against the signing key."""
+    anchor_dir: Path | None = None
+    """Where the checkpoints are anchored outside the cluster: one append-only, fsynced JSON-lines file per
+    partition. Unset: ``<HUB_STATE_DIR>/audit-anchors/<namespace>hub.audit``. Several worker machines need
+    one shared folder (or another store)."""
+    checkpoint_every: int = Field(default=1000, ge=1)
+    """A checkpoint after at most this many records of a partition."""
+    checkpoint_seconds: float = Field(default=60.0, gt=0)
+    """... and at most this long after a partition's last record (the worker checks each batch and when idle)."""
+
+
 class HubSettings(BaseSettings):
     """All settings of the hub, its connectors and its tools."""
 
@@ -276,11 +295,16 @@ class HubSettings(BaseSettings):
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     lagesbild: LagesbildSettings = Field(default_factory=LagesbildSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     log_level: str = "INFO"
 
     @property
     def kafka_home(self) -> Path:
         return self.local_kafka.home or self.state_dir / "kafka"
+
+    @property
+    def audit_anchor_dir(self) -> Path:
+        return self.audit.anchor_dir or self.state_dir / "audit-anchors" / f"{self.topic_namespace}hub.audit"
 
     def masked(self) -> dict[str, Any]:
         """The settings as JSON-ready data with every secret masked, for logging at start."""

@@ -1,4 +1,5 @@
-"""The hub's own records: deliveries, area alerts, lägesbild aggregates, dead letters, audit records."""
+"""The hub's own records: deliveries, area alerts, lägesbild aggregates, dead letters, audit records and
+checkpoints."""
 
 from __future__ import annotations
 
@@ -149,3 +150,19 @@ class AuditRecord(ContractRecord):
     """The authenticated source unit (the agency topic the event was read from); v2."""
     credential: str | None = None
     """The gateway credential id that sent the event (never the token); v2."""
+    mac: str | None = None
+    """HMAC-SHA256 (hex) of ``hash`` under the audit MAC key, which is never in Kafka; v3."""
+
+
+class AuditCheckpoint(ContractRecord):
+    """``hub.audit_checkpoint``: a signed statement of one audit partition's chain head (Ed25519)."""
+
+    EVENT_TYPE: ClassVar[str] = "hub.audit_checkpoint"
+    SCHEMA_NAME: ClassVar[str] = "se.samverkan.hub.AuditCheckpoint"
+
+    partition: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    seq: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    head: str
+    at: UtcMillis
+    key_id: str
+    signature: str

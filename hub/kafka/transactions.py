@@ -65,6 +65,9 @@ class BatchHandler(Protocol):
     def process(self, messages: list[Message]) -> Sequence[Produce]:
         """Every record to produce for ``messages`` (outputs and state changelog records)."""
 
+    def idle(self) -> Sequence[Produce]:
+        """Records to write when no message came (written in a transaction of their own)."""
+
     async def committed(self) -> None:
         """Called after each batch's transaction committed."""
 
@@ -179,24 +182,33 @@ class TransactionalLoop:
             if self._pending:
                 await self._load(self._pending)
             if not fetched:
+                records = self.handler.idle() if self.ready else ()
+                if records:  # e.g. audit checkpoints due by time: a transaction without source offsets
+                    await self._commit_and_confirm(records, {}, 0)
                 return
             messages = [Message(tp.topic, tp.partition, r.offset, r.key, r.value, _credential(r.headers))
                         for tp, records in fetched.items() for r in records]  # fmt: skip
             offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
-            try:
-                # Bounded: a transaction that neither commits nor fails (seen once after a broker restart, the
-                # loop waiting for 10 minutes) is given up and redone like a failed one.
-                await asyncio.wait_for(self._commit(self.handler.process(messages), offsets), self._commit_limit_s)
-            except ProducerFenced as exc:
-                raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
-            except (KafkaError, TimeoutError) as exc:
-                log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", len(messages), exc)
-                await self._recover()
-                return
-            try:
-                await asyncio.wait_for(self.handler.committed(), self._commit_limit_s)
-            except TimeoutError:
-                log.warning("the state's after-commit step took over %.0f s; skipped", self._commit_limit_s)
+            await self._commit_and_confirm(self.handler.process(messages), offsets, len(messages))
+
+    async def _commit_and_confirm(self, records: Sequence[Produce], offsets: dict[TopicPartition, int],
+                                  messages: int) -> None:  # fmt: skip
+        """One transaction, then the handler's after-commit step; a failed one is aborted and its messages
+        are processed again (under the lock)."""
+        try:
+            # Bounded: a transaction that neither commits nor fails (seen once after a broker restart, the
+            # loop waiting for 10 minutes) is given up and redone like a failed one.
+            await asyncio.wait_for(self._commit(records, offsets), self._commit_limit_s)
+        except ProducerFenced as exc:
+            raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
+        except (KafkaError, TimeoutError) as exc:
+            log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", messages, exc)
+            await self._recover()
+            return
+        try:
+            await asyncio.wait_for(self.handler.committed(), self._commit_limit_s)
+        except TimeoutError:
+            log.warning("the state's after-commit step took over %.0f s; skipped", self._commit_limit_s)
 
     async def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """... and its partitions still assigned here are sought back to their committed offsets: getmany
@@ -219,7 +231,8 @@ class TransactionalLoop:
         await p.begin_transaction()
         try:
             sent = await self._send_all(records)
-            await p.send_offsets_to_transaction(offsets, self.config.group_id)
+            if offsets:
+                await p.send_offsets_to_transaction(offsets, self.config.group_id)
             # Every batch acknowledged before the commit: aiokafka commits a transaction even when one of its
             # batches failed (expired waiting for a partition leader, say), which would commit the offsets
             # without those records. A failed batch raises here and the transaction is aborted instead.

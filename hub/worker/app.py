@@ -29,6 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hub import logsafety, metrics
 from hub.audit import AuditChain
+from hub.audit_anchor import FileAnchors
+from hub.audit_seal import sealer_from
 from hub.contract.serde import Serde
 from hub.flows.lagesbild import Horizon, WaveRule
 from hub.flows.routing import Router
@@ -68,8 +70,8 @@ def build_loop(settings: HubSettings, kafka: KafkaAccess) -> TransactionalLoop:
     serde = Serde()
     pipeline = Pipeline(
         Router(load_rules(settings.rules_path), settings.county_code), serde, Pseudonymiser(settings),
-        seen=seen, consents=consents, chain=AuditChain(), dedup_window_s=settings.dedup_window_hours * 3600,
-        topics=topics,
+        seen=seen, consents=consents, dedup_window_s=settings.dedup_window_hours * 3600, topics=topics,
+        chain=AuditChain(sealer_from(settings), settings.audit.checkpoint_every, settings.audit.checkpoint_seconds),
     )  # fmt: skip
     lb = settings.lagesbild
     wave = WaveRule(min_count=lb.alert_min_count, factor=lb.alert_factor, trailing_weeks=lb.alert_trailing_weeks)
@@ -82,7 +84,8 @@ def build_loop(settings: HubSettings, kafka: KafkaAccess) -> TransactionalLoop:
         session_timeout_ms=int(w.session_timeout_s * 1000), max_records=w.batch_max_records,
     )  # fmt: skip
     sources = [*topics.sources(settings.municipality_codes), topics.lagesbild]
-    return TransactionalLoop(kafka, sources, config, WorkerState(kafka, processor))
+    anchors = FileAnchors(settings.audit_anchor_dir)
+    return TransactionalLoop(kafka, sources, config, WorkerState(kafka, processor, anchors))
 
 
 class BatchLoopService(Service):

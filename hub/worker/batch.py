@@ -20,11 +20,13 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from hub.contract.outputs import AuditRecord
+from hub.audit_anchor import AnchorStore
+from hub.contract.outputs import AuditCheckpoint, AuditRecord
 from hub.flows.lagesbild import Counts, coalesce
 from hub.kafka.admin import last_records
 from hub.kafka.clients import KafkaAccess
@@ -76,18 +78,31 @@ class BatchProcessor:
             if counts is None:
                 counts = self.counts[partition] = Counts(horizon=self.stage.horizon)
             out += self.stage.process_batch(counts, values, partition)
+        out += self.seal()
         for table in self.tables:
             out += table.drain()
         return out
+
+    def seal(self) -> list[Output]:
+        """Checkpoints of the audit chains not sealed for ``HUB_AUDIT__CHECKPOINT_SECONDS`` (after each batch,
+        and when the loop is idle: :meth:`WorkerState.idle`)."""
+        now = datetime.now(UTC)
+        return [self.pipeline.checkpoint(p, now) for p in self.pipeline.chain.stale(int(now.timestamp() * 1000))]
 
 
 class WorkerState:
     """The transactional loop's handler: state loading per partition number, and the batch processor."""
 
-    def __init__(self, kafka: KafkaAccess, processor: BatchProcessor) -> None:
+    def __init__(self, kafka: KafkaAccess, processor: BatchProcessor, anchors: AnchorStore | None = None) -> None:
         self.kafka = kafka
         self.processor = processor
         self.topics = processor.topics
+        self.anchors = anchors
+        """Where the audit checkpoints go once their batch committed (outside Kafka)."""
+
+    def idle(self) -> list[Output]:
+        """What to write when no message came: the checkpoints now due."""
+        return self.processor.seal()
 
     def process(self, messages: list[Message]) -> list[Output | StateRecord]:
         return self.processor.process(messages)
@@ -108,14 +123,28 @@ class WorkerState:
                 table.load(p, records.get(p, {}))
         self.processor.counts.update(counts)
         chain = self.processor.pipeline.chain
+        chain.made.clear()  # of a batch not known to have committed: its partitions are loaded again
         serde = self.processor.pipeline.serde
         for p, last in heads.items():
             record = serde.decode(last) if last is not None else None
-            chain.set_head(p, record if isinstance(record, AuditRecord) else None)
+            chain.set_head(p, record if isinstance(record, AuditRecord | AuditCheckpoint) else None)
 
     async def committed(self) -> None:
-        """After a batch's transaction committed: its changes to the on-disk state are written, and the
-        stores' checkpoints move up (now and then)."""
+        """After a batch's transaction committed: its audit checkpoints are anchored, its changes to the
+        on-disk state are written, and the stores' checkpoints move up (now and then)."""
+        made = self.processor.pipeline.chain.made
+        if made and self.anchors is not None:
+            try:
+                await asyncio.to_thread(self.anchors.append, list(made))  # fsynced: off the event loop
+                made.clear()
+            except OSError as exc:  # kept, and tried again after the next commit
+                log.error("%d audit checkpoints not anchored yet (%s); trying again after the next batch",
+                          len(made), exc)  # fmt: skip
+        elif made:
+            made.clear()
+        await self._write_state()
+
+    async def _write_state(self) -> None:
         for table in self.processor.tables:
             if isinstance(table, DiskTable):
                 table.write_committed()

@@ -100,7 +100,7 @@ def test_event_folders_match_model_registry(registry: SchemaRegistry) -> None:
         assert model is not None, f"no model for {name}"
         assert type_name == model.EVENT_TYPE
         assert models[type_name] is model
-    assert len(models) == 22
+    assert len(models) == 23
 
 
 # -- models and schemas agree, both ways ----------------------------------------------------------------

@@ -45,6 +45,8 @@ class HubUnderTest:
     state_dir: Path
     web_port: int = field(default_factory=free_port)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """More settings for every process of this hub (``HUB_AUDIT__CHECKPOINT_EVERY``, say)."""
 
     @property
     def topics(self) -> Topics:
@@ -58,6 +60,7 @@ class HubUnderTest:
             HUB_WORKER__APP_ID=f"{self.namespace}hub", HUB_STATE_DIR=str(self.state_dir),
             HUB_WORKER__WEB_PORT=str(self.web_port), HUB_WORKER__PROCESSES="1", **security_env(),
         )  # fmt: skip
+        env.update(self.extra_env)
         return env
 
     @property
@@ -213,9 +216,10 @@ def wait_ready(hub: HubUnderTest, proc: subprocess.Popen[bytes], timeout_s: floa
 
 
 @contextmanager
-def running_hub(bootstrap: str, state_dir: Path, prefix: str) -> Iterator[HubUnderTest]:
+def running_hub(bootstrap: str, state_dir: Path, prefix: str,
+                extra_env: dict[str, str] | None = None) -> Iterator[HubUnderTest]:  # fmt: skip
     """A hub with its own topics and one ready worker, stopped afterwards."""
-    hub = HubUnderTest(bootstrap, f"{prefix}{uuid.uuid4().hex[:6]}.", state_dir)
+    hub = HubUnderTest(bootstrap, f"{prefix}{uuid.uuid4().hex[:6]}.", state_dir, extra_env=dict(extra_env or {}))
     hub.create_topics()
     proc = hub.start_worker()
     try:
