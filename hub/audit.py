@@ -306,24 +306,25 @@ def verify(records: Iterable[tuple[int, int, AuditRecord | AuditCheckpoint]], se
         cps = seen_cps.get(partition, set())
         for entry in entries:
             result.anchored += 1
-            why = None
-            aseq, head = entry.get("seq"), entry.get("head")
+            raw, head = entry.get("seq"), entry.get("head")
+            aseq: int | None = raw if isinstance(raw, int) else None
+            known = aseq is not None and aseq in chain
             if sealer is not None and not sealer.signature_ok(entry):
-                why = f"anchored checkpoint of seq {aseq} has no valid signature (the anchor store was altered)"
-            elif not isinstance(aseq, int) or aseq not in chain:
+                why = f"anchored checkpoint of seq {raw} has no valid signature (the anchor store was altered)"
+            elif aseq is None or not known:
                 last = max(chain) if chain else -1
-                breaks[partition] = Break(partition, ends.get(partition, -1), last,
-                                          f"anchored checkpoint of seq {aseq} is past the end of the partition "
-                                          f"(last seq {last}): the trail was truncated")  # fmt: skip
-                break
+                why = (f"anchored checkpoint of seq {raw} is past the end of the partition (last seq {last}): the "
+                       f"trail was truncated")  # fmt: skip
+                aseq = last
             elif chain[aseq][1] != head:
                 why = f"record seq {aseq} is not the one the anchored checkpoint signed (the partition was rewritten)"
             elif (aseq, head, entry.get("signature")) not in cps:
                 why = f"anchored checkpoint of seq {aseq} is missing from the topic (a checkpoint was deleted)"
-            if why:
-                at = chain[aseq][0] if isinstance(aseq, int) and aseq in chain else ends.get(partition, -1)
-                breaks[partition] = Break(partition, at, aseq if isinstance(aseq, int) else None, why)
-                break
+            else:
+                continue
+            at = chain[aseq][0] if known and aseq is not None else ends.get(partition, -1)
+            breaks[partition] = Break(partition, at, aseq, why)
+            break
         anchored = {(e.get("seq"), e.get("head"), e.get("signature")) for e in entries}
         result.unanchored += len(cps - anchored)
     for partition in set(seen_cps) - set(anchors or {}):

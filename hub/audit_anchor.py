@@ -3,7 +3,7 @@
 :class:`AnchorStore` is what the worker and ``hub audit verify`` need; :class:`FileAnchors` (the default) is
 one append-only JSON-lines file per audit partition (``partition-<n>.jsonl``) under one folder, each append
 fsynced (and the folder, when a file is new). Another store (WORM object storage, a timestamping service)
-implements the same two methods.
+implements the same three methods.
 
 A line is a checkpoint as its signature covers it: ``partition``, ``seq``, ``head``, ``at`` (ms), ``key_id``,
 ``signature``. The worker appends a batch's checkpoints after the batch's transaction committed, so every
@@ -27,6 +27,9 @@ class AnchorStore(Protocol):
 
     def read(self, partition: int) -> list[dict[str, Any]]:
         """Every checkpoint anchored for ``partition``, in the order appended."""
+
+    def partitions(self) -> list[int]:
+        """The partitions with anchored checkpoints."""
 
 
 def anchor_line(cp: dict[str, Any]) -> dict[str, Any]:

@@ -32,12 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from hub.contract.outputs import AuditCheckpoint
-from hub.pseudonym import KeyedHash
+from hub.pseudonym import KeyedHash, derive_key
 from hub.settings import HubSettings
-
-
-def _derive(master: bytes, purpose: str) -> bytes:
-    return hmac.new(master, purpose.encode(), hashlib.sha256).digest()
 
 
 def _key_bytes(text: str) -> bytes:
@@ -111,8 +107,8 @@ def sealer_from(settings: HubSettings) -> Sealer:
     """The trail's keys from the settings (derived from ``HUB_SECRET_KEY`` where not set)."""
     a = settings.audit
     master = settings.secret_key.get_secret_value().encode()
-    mac_key = _key_bytes(a.mac_key.get_secret_value()) if a.mac_key else _derive(master, "audit-mac")
-    seed = _key_bytes(a.signing_key.get_secret_value()) if a.signing_key else _derive(master, "audit-signing")
+    mac_key = _key_bytes(a.mac_key.get_secret_value()) if a.mac_key else derive_key(master, "audit-mac")
+    seed = _key_bytes(a.signing_key.get_secret_value()) if a.signing_key else derive_key(master, "audit-signing")
     signing = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest() if len(seed) != 32 else seed)
     public = signing.public_key()
     if a.verify_key:

@@ -13,7 +13,9 @@ from functools import lru_cache
 from hub.settings import HubSettings
 
 
-def _derive(master: bytes, purpose: str) -> bytes:
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A key for one purpose from the master secret (HMAC-SHA256 of the purpose): pseudonyms, person keys, the
+    audit trail's seal."""
     return hmac.new(master, purpose.encode(), hashlib.sha256).digest()
 
 
@@ -42,13 +44,13 @@ class Pseudonymiser:
 
     def __init__(self, settings: HubSettings) -> None:
         master = settings.secret_key.get_secret_value().encode()
-        self._person_key = KeyedHash(_derive(master, "person-key"))
+        self._person_key = KeyedHash(derive_key(master, "person-key"))
         self._explicit = {r: k.get_secret_value().encode() for r, k in settings.pseudonym_keys.items()}
         self._master = master
         self.pseudonym = lru_cache(maxsize=8192)(self._pseudonym)  # bounded: ~2 MB, the people seen lately
 
     def key_for(self, receiver: str) -> bytes:
-        return self._explicit.get(receiver) or _derive(self._master, f"pseudonym:{receiver}")
+        return self._explicit.get(receiver) or derive_key(self._master, f"pseudonym:{receiver}")
 
     def _pseudonym(self, receiver: str, personnummer: str) -> str:
         digest = hmac.new(self.key_for(receiver), personnummer.encode(), hashlib.sha256).hexdigest()
