@@ -8,9 +8,10 @@ Usage::
 Each PATH is a file or a folder (searched recursively; a missing PATH is noted and skipped). Scanned are
 files that are logs or captured output: ``*.log`` (and rotated ``*.log.N``), ``*.out``, ``*.err``,
 ``*.stdout``, ``*.stderr``, files named ``stdout``/``stderr``, and JUnit reports (``junit.xml``,
-``*.junit.xml``). Not scanned: the tests' own input and output data (CSV/JSON drops, rejects files) and
-Kafka's partition segments (``00000000000000000000.log`` — they hold events, which carry personnummer
-by design; they are data, not logs).
+``*.junit.xml``). Not scanned: the tests' own input and output data (CSV/JSON drops, rejects files),
+Kafka's partition segments (``00000000000000000000.log``) and RocksDB's write-ahead logs in the worker's
+state folder (``000004.log``): they hold events and state records, binary and by design full of ids and
+keys — data named ``.log``, not logs. Both are recognised by their numbered names (six digits or more).
 
 A finding is a valid personnummer in one of its accepted forms: what
 :func:`hub.contract.personnummer.contains_personnummer` finds (10 or 12 digits with an optional ``-``
@@ -37,7 +38,7 @@ from hub.logsafety import redact
 LOG_SUFFIXES = (".log", ".out", ".err", ".stdout", ".stderr")
 CAPTURE_NAMES = frozenset({"stdout", "stderr", "junit.xml"})
 _ROTATED = re.compile(r"\.log\.\d+$")
-_KAFKA_SEGMENT = re.compile(r"^\d{20}\.log$")
+_NUMBERED_DATA = re.compile(r"^\d{6,}\.log$")  # Kafka segments (20 digits), RocksDB WALs (6+)
 _UUID = re.compile(r"(?i)(?<![0-9a-z])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-z])")
 _HEX = re.compile(r"(?i)(?<![0-9a-z])(?=[0-9]*[a-f])[0-9a-f]{32,}(?![0-9a-z])")
 SNIPPET_CHARS = 200
@@ -46,7 +47,7 @@ SNIPPET_CHARS = 200
 def is_scanned(path: Path) -> bool:
     """True for a file that is a log or captured output (see the module docstring)."""
     name = path.name.lower()
-    if _KAFKA_SEGMENT.match(name):
+    if _NUMBERED_DATA.match(name):
         return False
     return (
         name.endswith(LOG_SUFFIXES)

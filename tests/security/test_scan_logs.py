@@ -94,10 +94,16 @@ def test_ignores_digit_runs_that_are_not_personnummer(outside: Path) -> None:
     assert "ok: 0 line(s) with a personnummer in 1 log/output file(s)" in done.stderr
 
 
-def test_data_files_and_kafka_segments_are_not_logs(outside: Path) -> None:
+def test_data_files_kafka_segments_and_rocksdb_write_ahead_logs_are_not_logs(outside: Path) -> None:
     data = outside / "kafka" / "data" / "agency.kommun.events-0"
     data.mkdir(parents=True)
     (data / "00000000000000000000.log").write_text(f"avro ... {PNR} ...\n", encoding="utf-8")
+    # Regression: a clean-clone run failed the scan on a dedup store's RocksDB WAL, binary bytes around a
+    # UUID key whose digits passed the check; the store's own text log (LOG) is not a *.log file either.
+    store = outside / "worker" / "worker-b" / "dedup" / "3"
+    store.mkdir(parents=True)
+    (store / "000004.log").write_bytes(b"\x01\x9a\x00k2d" + PNR[2:].encode() + b"-4e7d\xff\x00")
+    (store / "CURRENT").write_text("MANIFEST-000005\n", encoding="utf-8")
     (outside / "drop.csv").write_text(f"kind,personnummer\nconsent_given,{PNR}\n", encoding="utf-8")
     (outside / "drop.json").write_text(f'[{{"personnummer": "{PNR}"}}]\n', encoding="utf-8")
     (outside / "drop.csv.rejects.csv").write_text("row,reason\n", encoding="utf-8")
