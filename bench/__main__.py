@@ -137,6 +137,12 @@ def sections(z: Sizes) -> list[Section]:
             Figure("worker.cpu_us", "worker CPU per event, one process (CPU time / events)", "µs", "≤ 50",
                    at_most(50)),
             Figure("worker.p2.cpu_us", "worker CPU per event, two processes", "µs", "≤ 50", at_most(50)),
+            Figure("worker.process_us", "one process, wall time per event processing its batches", "µs"),
+            Figure("worker.commit_us", "one process, wall time per event committing its batches' transactions",
+                   "µs"),
+            Figure("worker.after_commit_us", "one process, wall time per event after the commits (anchors, disk "
+                   "state)", "µs"),
+            Figure("worker.batch_mean", "one process, messages per batch (mean)", "messages"),
             Figure("worker.ratio", "one process / passthrough", "×", "≥ 0.2", at_least(0.2)),
             Figure("worker.p2.ratio", "two processes / passthrough", "×", "≥ 0.2", at_least(0.2)),
             Figure("worker.inprocess_eps", f"its own work in one process, no Kafka ({z.inprocess_events:,} events)",

@@ -161,6 +161,20 @@ def histogram_quantiles(metrics_text: str, qs: tuple[float, ...]) -> list[float]
     return out
 
 
+PHASE = re.compile(r'^hub_batch_phase_seconds_sum\{phase="([a-z_]+)"\} ([0-9.e+]+)$', re.M)
+BATCHES = re.compile(r"^hub_batch_messages_(count|sum) ([0-9.e+]+)$", re.M)
+
+
+def batch_phases(metrics_text: str, n: int) -> dict[str, float]:
+    """Wall time per event in each phase of the worker's batches (µs: ``process_us``, ``commit_us``,
+    ``after_commit_us``) and the mean messages per batch (``batch_mean``), from its /metrics."""
+    out = {f"{phase}_us": float(total) / n * 1e6 for phase, total in PHASE.findall(metrics_text)}
+    counts = dict(BATCHES.findall(metrics_text))
+    if float(counts.get("count", 0)):
+        out["batch_mean"] = float(counts["sum"]) / float(counts["count"])
+    return out
+
+
 def launch(cmd: list[str], env: dict[str, str], stdout: IO[bytes]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -261,7 +275,7 @@ async def run_worker(bootstrap: str, settings: HubSettings, n: int, state_dir: P
     return {
         "worker_eps": n / (t_last_growth - t0), "worker_eps_incl": n / (t_last_growth - t_launch),
         "p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "startup_s": t_ready - t_launch, "before_ready": before_ready,
-        "rss_mib": rss.peak_mib("worker"), "cpu_us": cpu_us,
+        "rss_mib": rss.peak_mib("worker"), "cpu_us": cpu_us, **batch_phases(metrics_text, n),
     }  # fmt: skip
 
 

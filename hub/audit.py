@@ -49,9 +49,9 @@ def content_hash(
     ever written holds — made by orjson (:func:`ascii_escaped` for DEL and non-ASCII text; tested against
     ``json.dumps``)."""
     content: dict[str, object] = {
-        "seq": seq, "event_id": event_id, "receiver": receiver, "legal_basis": legal_basis, "decision": decision,
-        "reason": reason, "fields_disclosed": fields_disclosed, "at": at_ms, "prev_hash": prev_hash,
-        "partition": partition,
+        "seq": seq, "event_id": event_id, "receiver": receiver, "legal_basis": _escaped_text(legal_basis),
+        "decision": decision, "reason": reason if reason is None else _escaped_text(reason),
+        "fields_disclosed": fields_disclosed, "at": at_ms, "prev_hash": prev_hash, "partition": partition,
     }  # fmt: skip
     # v2 fields join the hashed content only when set, so the hashes of records written before them still hold.
     if source_unit is not None:
@@ -61,11 +61,27 @@ def content_hash(
     try:
         canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # e.g. a lone surrogate: the standard library's encoder escapes it
+        content.update(legal_basis=legal_basis, reason=reason)
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     else:
         if not canonical.isascii() or b"\x7f" in canonical:
             canonical = ascii_escaped(canonical)
     return hashlib.sha256(canonical).hexdigest()
+
+
+_TEXTS: dict[str, orjson.Fragment] = {}
+
+
+def _escaped_text(text: str) -> orjson.Fragment:
+    """``text`` as ``json.dumps`` writes it (ASCII, ``\\u`` escapes), once per text: the legal bases and refusal
+    reasons are a few hundred texts, most with a "§" that would otherwise send every record through
+    :func:`ascii_escaped`."""
+    fragment = _TEXTS.get(text)
+    if fragment is None:
+        fragment = orjson.Fragment(json.dumps(text, ensure_ascii=True))
+        if len(_TEXTS) < 4096:
+            _TEXTS[text] = fragment
+    return fragment
 
 
 _NOT_PRINTABLE_ASCII = re.compile("[\x7f-\U0010ffff]")

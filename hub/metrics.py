@@ -28,6 +28,17 @@ END_TO_END = Histogram(
     "Time from the event's recorded_at to its processing by the hub",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
 )
+BATCH_PHASE = Histogram(
+    "hub_batch_phase_seconds",
+    "Time of each phase of a worker batch: process (the hub's own work), commit (produce, acknowledgements, "
+    "offsets, commit of the transaction) and after_commit (anchoring audit checkpoints, the on-disk state)",
+    ["phase"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+BATCH_MESSAGES = Histogram(
+    "hub_batch_messages", "Messages per worker batch (one transaction)",
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000),
+)
 CONSUMER_LAG = Gauge(
     "hub_consumer_lag",
     "Messages on a source partition assigned to this worker that it has not processed yet (end offset minus "

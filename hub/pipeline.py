@@ -116,6 +116,10 @@ class Pipeline:
         self.fast = FastValidator()
         self.tally = metrics.Tally()
         self._batched = False
+        self._served: frozenset[str] | None = None
+        """The served municipality codes, asked once per batch (per message outside one)."""
+        self._periods: dict[object, tuple[str, str]] = {}
+        """ISO week and day of an occurrence date, for the lägesbild increments."""
 
     def _unit_of(self, topic: str) -> SourceUnit | None:
         if topic not in self._units:
@@ -129,10 +133,12 @@ class Pipeline:
         """Inside the block, :meth:`process` gathers its metrics and /metrics gets them when the block ends
         (the worker's batches); outside, after each message."""
         self._batched = True
+        self._served = allowed_municipality_codes()
         try:
             yield
         finally:
             self._batched = False
+            self._served = None
             self.tally.flush()
 
     def process(self, msg: Message, now: datetime | None = None) -> Result:
@@ -178,7 +184,7 @@ class Pipeline:
                     f"no routing rule matches {event.envelope.event_type} "
                     f"(municipality {event.envelope.municipality_code})", event_id, now,
                 )  # fmt: skip
-            served = allowed_municipality_codes()
+            served = self._served or allowed_municipality_codes()
             for plan in plans:
                 self._apply(result, msg, event, plan, person_key, now, at, served)
         self._mark_seen(seen_key, msg, now)
@@ -241,7 +247,7 @@ class Pipeline:
             self._audit(result, msg, event, plan.receiver, Decision.aggregated, plan.spec.basis, None,
                         sorted(plan.spec.fields), at)  # fmt: skip
             return
-        delivery = delivery_datum(plan, event, self.pseudonyms, at)
+        delivery = delivery_datum(plan, event, self.pseudonyms, at, result.event_id)
         key = delivery["person_ref"] or plan.municipality_code
         value = self.serde.encode_datum(Delivery.SCHEMA_NAME, delivery)
         result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code), key.encode(), value))
@@ -252,11 +258,17 @@ class Pipeline:
     def _increment(self, plan: Plan, event: FastEvent) -> dict[str, Any]:
         """A count increment for the lägesbild stage: what it counts, no personal data."""
         env = event.envelope
-        iso = env.occurred_at.isocalendar()
+        day = env.occurred_at.date()
+        periods = self._periods.get(day)
+        if periods is None:
+            if len(self._periods) >= 4096:
+                self._periods.clear()
+            iso = day.isocalendar()
+            periods = self._periods[day] = (f"{iso.year}-W{iso.week:02d}", day.isoformat())
         return {
             "receiver": plan.receiver, "municipality_code": plan.municipality_code, "area": env.area,
             "category": event_category(event) or env.event_type.split(".", 1)[1],
-            "week": f"{iso.year}-W{iso.week:02d}", "day": env.occurred_at.date().isoformat(),
+            "week": periods[0], "day": periods[1],
         }  # fmt: skip
 
     def _audit(

@@ -78,6 +78,8 @@ class SchemaRegistry:
             named_types(f.schema, None, self._library)
         self._by_fingerprint: dict[bytes, SchemaVersion] = {}
         self._by_name: dict[str, dict[int, SchemaVersion]] = {}
+        self._latest: dict[str, SchemaVersion] = {}
+        """The newest version per name (asked for every message on the hot path)."""
         self._type_names: dict[str, str] = {}
         for f in self.files:
             self._add(self._build(f))
@@ -96,7 +98,9 @@ class SchemaRegistry:
         if known is None or known.version is None:
             self._by_fingerprint[sv.fingerprint] = sv
         if sv.version is not None:
-            self._by_name.setdefault(sv.name, {})[sv.version] = sv
+            versions = self._by_name.setdefault(sv.name, {})
+            versions[sv.version] = sv
+            self._latest[sv.name] = versions[max(versions)]
         if sv.type_name is not None:
             self._type_names[sv.name] = sv.type_name
 
@@ -108,8 +112,7 @@ class SchemaRegistry:
 
     def latest(self, name: str) -> SchemaVersion | None:
         """The newest local version of a record (the reader schema), or None."""
-        versions = self._by_name.get(name)
-        return versions[max(versions)] if versions else None
+        return self._latest.get(name)
 
     def version(self, name: str, version: int) -> SchemaVersion | None:
         """One local version of a record, or None."""

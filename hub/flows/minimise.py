@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 import orjson
@@ -33,23 +34,37 @@ def project(plan: Plan, event: EventView) -> dict[str, str]:
     return out
 
 
+_ENUM_TEXT: dict[Enum, str] = {}
+
+
 def json_text(value: Any) -> str:
     """``json.dumps(to_jsonable_python(value), ensure_ascii=False)``: by orjson for the plain text, whole numbers,
-    booleans and null most fields are (the same text: tested), by the standard library for the rest."""
+    booleans and null most fields are, and for what pydantic makes text of (datetimes, dates; the same text:
+    tested); an enum member's text once per member; the standard library for the rest."""
     t = type(value)
+    if isinstance(value, Enum):
+        text = _ENUM_TEXT.get(value)
+        if text is None:
+            text = _ENUM_TEXT[value] = json_text(value.value)
+        return text
+    if not (t is str or t is int or t is bool or value is None):
+        value = to_jsonable_python(value)
+        t = type(value)
     if t is str or t is int or t is bool or value is None:
         try:
             return orjson.dumps(value).decode()
         except orjson.JSONEncodeError:  # a lone surrogate, a number beyond 64 bits: as before
             pass
-    return json.dumps(to_jsonable_python(value), ensure_ascii=False)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def delivery_datum(
-    plan: Plan, event: EventView, pseudonyms: Pseudonymiser, now: datetime | None = None
-) -> dict[str, Any]:
+    plan: Plan, event: EventView, pseudonyms: Pseudonymiser, now: datetime | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """The ``hub.delivery`` record ``plan.receiver`` gets for ``event``, as the plain data its Avro schema
-    takes (the hot path: every value comes from the validated event and the rules)."""
+    takes (the hot path: every value comes from the validated event and the rules; ``event_id``: its id as
+    text, when the caller has it)."""
     env = event.envelope
     person_ref: str | None = None
     personnummer: str | None = None
@@ -59,7 +74,7 @@ def delivery_datum(
             personnummer = env.subject.personnummer
     return {
         "receiver": plan.receiver, "municipality_code": plan.municipality_code, "legal_basis": plan.spec.basis,
-        "event_id": str(env.event_id), "event_type": env.event_type, "person_ref": person_ref,
+        "event_id": event_id or str(env.event_id), "event_type": env.event_type, "person_ref": person_ref,
         "personnummer": personnummer, "fields": project(plan, event), "occurred_at": env.occurred_at,
         "delivered_at": millis(now or datetime.now(UTC)),
     }  # fmt: skip

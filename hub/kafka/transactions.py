@@ -34,6 +34,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import KafkaError, ProducerFenced
 
+from hub import metrics
 from hub.identity import HEADER_CREDENTIAL
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
@@ -189,12 +190,17 @@ class TransactionalLoop:
             messages = [Message(tp.topic, tp.partition, r.offset, r.key, r.value, _credential(r.headers))
                         for tp, records in fetched.items() for r in records]  # fmt: skip
             offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
-            await self._commit_and_confirm(self.handler.process(messages), offsets, len(messages))
+            started = time.perf_counter()
+            records = self.handler.process(messages)
+            metrics.child(metrics.BATCH_PHASE, "process").observe(time.perf_counter() - started)
+            metrics.BATCH_MESSAGES.observe(len(messages))
+            await self._commit_and_confirm(records, offsets, len(messages))
 
     async def _commit_and_confirm(self, records: Sequence[Produce], offsets: dict[TopicPartition, int],
                                   messages: int) -> None:  # fmt: skip
         """One transaction, then the handler's after-commit step; a failed one is aborted and its messages
         are processed again (under the lock)."""
+        started = time.perf_counter()
         try:
             # Bounded: a transaction that neither commits nor fails (seen once after a broker restart, the
             # loop waiting for 10 minutes) is given up and redone like a failed one.
@@ -205,10 +211,13 @@ class TransactionalLoop:
             log.error("a batch of %d messages was not committed (%r): aborted; reprocessing it", messages, exc)
             await self._recover()
             return
+        committed = time.perf_counter()
+        metrics.child(metrics.BATCH_PHASE, "commit").observe(committed - started)
         try:
             await asyncio.wait_for(self.handler.committed(), self._commit_limit_s)
         except TimeoutError:
             log.warning("the state's after-commit step took over %.0f s; skipped", self._commit_limit_s)
+        metrics.child(metrics.BATCH_PHASE, "after_commit").observe(time.perf_counter() - committed)
 
     async def _rewind(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """... and its partitions still assigned here are sought back to their committed offsets: getmany

@@ -30,6 +30,8 @@ def reference(content: dict[str, object]) -> str:
          partition=0, unit=None, credential="\x1f\x7f")  # DEL, a Swedish §, a line separator, a surrogate pair
 @example(seq=1, event_id="\ud800", receiver="\udfff x", basis="b", reason=None, fields=[], at_ms=0, partition=0,
          unit="\ud83d", credential=None)  # lone surrogates: orjson refuses them, the standard library escapes them
+@example(seq=1, event_id="e", receiver="sig", basis="LUL 6 § \ud800", reason="§ \udfff", fields=[], at_ms=0,
+         partition=0, unit="\ud83d", credential=None)  # a lone surrogate in the cached texts and elsewhere at once
 def test_hash_equals_the_canonical_json_form(seq: int, event_id: str, receiver: str, basis: str, reason: str | None,
                                               fields: list[str], at_ms: int, partition: int, unit: str | None,
                                               credential: str | None) -> None:  # fmt: skip

@@ -12,7 +12,11 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic_core import to_jsonable_python
 
+from hub.contract import envelope, events, outputs
 from hub.flows.minimise import json_text
+
+CONTRACT_ENUMS = [v for m in (envelope, events, outputs) for v in vars(m).values()
+                  if isinstance(v, type) and issubclass(v, StrEnum) and v is not StrEnum]  # fmt: skip
 
 
 class Colour(StrEnum):
@@ -36,3 +40,16 @@ def test_json_text_is_the_standard_librarys(value: Any) -> None:
 def test_other_values_keep_the_standard_form() -> None:
     for value in (Colour.red, 1.5, date(2026, 1, 2), datetime(2026, 1, 2, 3, 4, tzinfo=UTC), ["a", 1], {"k": None}):
         assert json_text(value) == reference(value)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.datetimes(timezones=st.none() | st.just(UTC) | st.timezones()) | st.dates())
+def test_datetimes_and_dates_keep_the_standard_form(value: Any) -> None:
+    assert json_text(value) == reference(value)
+
+
+def test_every_member_of_the_contracts_enums_keeps_the_standard_form() -> None:
+    members = [m for enum in CONTRACT_ENUMS for m in enum]
+    assert len(members) > 20
+    for member in [*members, *members]:  # the second time from the per-member cache
+        assert json_text(member) == reference(member)

@@ -200,6 +200,10 @@ def test_worker_metrics_expose_the_core_counters(hub: HubUnderTest) -> None:
     assert samples[("hub_aggregated_total", (("receiver", "lagesbild"),))] >= 1
     assert any(name == "hub_events_received_total" for name, _ in samples)
     assert any(name == "hub_processing_seconds_count" and v >= 1 for (name, _), v in samples.items())
+    # where a batch's time goes: the hub's own work, its transaction's commit, the step after it
+    for phase in ("process", "commit", "after_commit"):
+        assert samples[("hub_batch_phase_seconds_count", (("phase", phase),))] >= 1
+    assert samples[("hub_batch_messages_sum", ())] >= 1
     names = {fam.name for fam in families}
     assert {"hub_refusals", "hub_deadletters", "hub_duplicates"} <= names
     # consumer lag per assigned source partition: every agency topic and the lägesbild stage's
