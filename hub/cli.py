@@ -500,11 +500,15 @@ def _tail(args: argparse.Namespace, settings: HubSettings) -> int:
     from aiokafka.errors import KafkaError
 
     from hub.kafka.clients import KafkaAccessError
-    from hub.tail import TailOptions, access_for_inbox, tail
+    from hub.tail import TailOptions, access_for_inbox, reveal_refusal, tail
 
     options = TailOptions(args.receiver, args.municipality, args.from_beginning, args.json, args.max,
                           args.timeout, args.reveal)  # fmt: skip
     try:
+        refusal = reveal_refusal(settings, options)
+        if refusal:
+            print(f"error: {refusal}", file=sys.stderr)
+            return 2
         ensure_kafka(settings)
         asyncio.run(tail(settings, access_for_inbox(settings, options), options))
     except (ValueError, KafkaAccessError) as exc:
@@ -785,7 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--json", action="store_true", help="one JSON object per line")
     tl.add_argument("--max", type=int, metavar="N", help="exit after N messages")
     tl.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds without a message")
-    tl.add_argument("--reveal", action="store_true", help="show the personnummer unmasked (authorised use only)")
+    tl.add_argument("--reveal", action="store_true",
+                    help="show the personnummer unmasked: only as a sig or socialtjanst inbox's own principal")
     tl.set_defaults(handler=_tail)
 
     sm = sub.add_parser("simulate", help="publish realistic simulated traffic for all agencies")

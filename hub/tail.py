@@ -5,7 +5,9 @@ Reads ``deliver.<receiver>.<kommunkod>`` of one municipality (or the county) as 
 Laholm coordinator's credentials read Laholm's inbox and nothing else. Decodes each delivery and prints one
 readable line per message, or one JSON object per line with ``--json``. The personnummer is masked
 (``20110305-****``) unless ``--reveal`` is given: a terminal or a redirected stdout is not the place for it
-by default.
+by default. ``--reveal`` is refused (:func:`reveal_refusal`) unless the process reads as a principal of a
+receiver that may get identities at all (``sig-…``, ``socialtjanst-…``): not as ``admin``, an operator, the
+worker or another receiver's principal, whatever the broker would let those read.
 """
 
 from __future__ import annotations
@@ -91,6 +93,28 @@ def municipality_for(settings: HubSettings, options: TailOptions) -> str:
 def topics_for(settings: HubSettings, options: TailOptions) -> list[str]:
     code = municipality_for(settings, options)
     return [Topics(settings.topic_namespace).deliver(options.receiver, code)]
+
+
+def reveal_refusal(settings: HubSettings, options: TailOptions) -> str | None:
+    """Why ``--reveal`` is refused for this process, or None (also None without ``--reveal``).
+
+    The principal is the one :func:`access_for_inbox` connects as; it must be an inbox principal
+    (``<receiver>-<code>``) of a receiver that may get the personnummer (DESIGN.md: only ``sig`` and
+    ``socialtjanst``, under consent or statute), and the inbox tailed must be that receiver's."""
+    if not options.reveal:
+        return None
+    principal = settings.kafka.username or receiver_principal(options.receiver, municipality_for(settings, options))
+    receiver, _, code = principal.rpartition("-")
+    own = RECEIVERS.get(receiver)
+    if own is None or not code.isdigit():
+        return f"--reveal is refused: {principal} is not a receiver inbox's principal, and only an inbox's own " \
+               "coordinators may see identities"  # fmt: skip
+    if not own.may_identify:
+        return f"--reveal is refused: {receiver} never receives identities (its deliveries carry none)"
+    if receiver != options.receiver:
+        return (f"--reveal is refused: {principal} may see identities in {receiver}'s inbox only, "
+                f"not {options.receiver}'s")
+    return None
 
 
 def access_for_inbox(settings: HubSettings, options: TailOptions) -> KafkaAccess:

@@ -9,6 +9,7 @@ not a broken setup.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -205,6 +206,49 @@ def test_hub_tail_as_laholm_cannot_read_halmstad(hub: HubUnderTest) -> None:
     assert errors == ["error: the broker refused access: this principal may not read or write that topic "
                       "(TopicAuthorizationFailedError)"], other.stderr
     assert "Traceback" not in other.stderr
+
+
+def _tail_as(hub: HubUnderTest, principal: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**hub.env, **security_env(), "HUB_KAFKA__USERNAME": principal, "HUB_KAFKA__PASSWORD": _password(principal),
+           "HUB_KAFKA__CREDENTIALS_DIR": "/nonexistent"}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "hub.cli", "tail", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+
+
+def test_hub_tail_reveals_identities_only_to_the_inbox_coordinators_of_a_receiver_that_may_have_them(
+    hub: HubUnderTest,
+) -> None:
+    """Valid credentials of the wrong principal: ``admin`` (whom the broker lets read everything), the
+    lägesbild reader and the youth receiver are refused ``--reveal`` before anything is read; socialtjänst's
+    own Halmstad principal sees the personnummer unmasked, and masked without ``--reveal``."""
+    event = f.minor_suspected("1380")
+    hub.publish([event])
+    t = hub.topics
+    inbox = t.deliver("socialtjanst", "1380")
+    hub.read([inbox], until=lambda g: len(g[inbox]) > 0, quiet_s=0)
+    pnr = event.envelope.subject.personnummer
+    for principal, args, why in [
+        ("admin", ("socialtjanst", "-m", "1380"), "admin is not a receiver inbox's principal"),
+        ("lagesbild-13", ("socialtjanst", "-m", "1380"), "lagesbild never receives identities"),
+        ("ungdom-1380", ("ungdom", "-m", "1380"), "ungdom never receives identities"),
+        ("sig-1380", ("socialtjanst", "-m", "1380"), "sig-1380 may see identities in sig's inbox only"),
+    ]:
+        refused = _tail_as(hub, principal, *args, "--from-beginning", "--json", "--reveal", "--timeout", "3")
+        assert refused.returncode == 2, (principal, refused.stderr)
+        assert refused.stdout == ""
+        assert refused.stderr.startswith("error: --reveal is refused: "), refused.stderr
+        assert why in refused.stderr, refused.stderr
+        leaked = pnr in refused.stderr  # a bool: a failing assertion must not print the number itself
+        assert not leaked
+    shown = _tail_as(hub, "socialtjanst-1380", "socialtjanst", "--from-beginning", "--json", "--reveal",
+                     "--timeout", "3")  # fmt: skip
+    masked = _tail_as(hub, "socialtjanst-1380", "socialtjanst", "--from-beginning", "--json", "--timeout", "3")
+    assert shown.returncode == 0, shown.stderr
+    assert masked.returncode == 0, masked.stderr
+    unmasked = pnr in [json.loads(line)["personnummer"] for line in shown.stdout.splitlines()]
+    assert unmasked, "the inbox's own socialtjänst principal is shown the personnummer with --reveal"
+    hidden = pnr not in masked.stdout and f"{pnr[:8]}-****" in masked.stdout
+    assert hidden, "masked without --reveal"
 
 
 # -- deduplication per sender, consent per municipality --------------------------------------------------------
