@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from hub import metrics
@@ -118,7 +118,7 @@ class Pipeline:
         self._batched = False
         self._served: frozenset[str] | None = None
         """The served municipality codes, asked once per batch (per message outside one)."""
-        self._periods: dict[object, tuple[str, str]] = {}
+        self._periods: dict[date, tuple[str, str]] = {}
         """ISO week and day of an occurrence date, for the lägesbild increments."""
 
     def _unit_of(self, topic: str) -> SourceUnit | None:
