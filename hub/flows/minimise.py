@@ -42,12 +42,12 @@ def json_text(value: Any) -> str:
     booleans and null most fields are, and for what pydantic makes text of (datetimes, dates; the same text:
     tested); an enum member's text once per member; the standard library for the rest."""
     t = type(value)
-    if isinstance(value, Enum):
-        text = _ENUM_TEXT.get(value)
-        if text is None:
-            text = _ENUM_TEXT[value] = json_text(value.value)
-        return text
-    if not (t is str or t is int or t is bool or value is None):
+    if not (t is str or t is int or t is bool or value is None):  # the common fields skip both checks
+        if isinstance(value, Enum):
+            text = _ENUM_TEXT.get(value)
+            if text is None:
+                text = _ENUM_TEXT[value] = json_text(value.value)
+            return text
         value = to_jsonable_python(value)
         t = type(value)
     if t is str or t is int or t is bool or value is None:
