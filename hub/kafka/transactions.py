@@ -15,10 +15,11 @@ Rebalances are explicit (:class:`_Rebalance`):
 - *assigned*: the new partitions' state is loaded before any of their messages is processed; the state of
   partitions kept across the rebalance stays in memory.
 
-A failed transaction (the broker away longer than the producer's retries) is aborted, the producer is
-replaced, the state reloaded and the partitions sought back to their committed offsets: the batch is
-processed again from scratch. Only a fenced producer (another process took this transactional id over)
-makes the loop stop.
+A failed transaction (the broker away longer than the producer's retries) is abandoned with its producer,
+whose unsent records are dropped unsent; a new producer of the same transactional id fences it and aborts the
+transaction on the broker; the state is reloaded and the partitions sought back to their committed offsets:
+the batch is processed again from scratch. Only a fenced producer (another process took this transactional id
+over) makes the loop stop.
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ class TransactionalLoop:
         self._held: set[int] = set()
         self._pending: set[int] | None = None
         """Partition numbers assigned but not yet loaded; None before the first assignment."""
+        self._unfinished = False
+        """A transaction of this producer was begun and neither committed nor abandoned."""
+        self._sent: list[asyncio.Future[Any]] = []
+        """The delivery futures of the transaction's record batches."""
         self._placed: dict[tuple[str, bytes], tuple[frozenset[int], int]] = {}
         """Where a keyed record went, with the topic's partitions then: the default partitioner's choice
         (murmur2 of the key, in pure Python, and two sets per call) is the same while they are. Bounded small:
@@ -148,6 +153,8 @@ class TransactionalLoop:
             await self.handler.close()
         except Exception as exc:  # best effort, as below
             log.warning("closing the state: %r", exc)
+        if self.producer is not None and self._unfinished:
+            await self._abandon()  # a transaction is open: nothing of it is sent on the way out
         for part in (self.consumer, self.producer):
             if part is not None:
                 try:
@@ -236,28 +243,28 @@ class TransactionalLoop:
             self.consumer.seek(tp, committed)
 
     async def _commit(self, records: Sequence[Produce], offsets: dict[TopicPartition, int]) -> None:
+        """One transaction. On any failure it is left open, for :meth:`_recover` to abandon with its producer
+        (no abort from this producer: see :func:`_abandon`)."""
         p = self.producer
         await p.begin_transaction()
-        try:
-            sent = await self._send_all(records)
-            if offsets:
-                await p.send_offsets_to_transaction(offsets, self.config.group_id)
-            # Every batch acknowledged before the commit: aiokafka commits a transaction even when one of its
-            # batches failed (expired waiting for a partition leader, say), which would commit the offsets
-            # without those records. A failed batch raises here and the transaction is aborted instead.
-            await asyncio.gather(*sent)
-        except BaseException:
-            await _quietly(asyncio.wait_for(p.abort_transaction(), 5.0))
-            raise
+        self._unfinished = True
+        sent = self._sent = []
+        await self._send_all(records, sent)
+        if offsets:
+            await p.send_offsets_to_transaction(offsets, self.config.group_id)
+        # Every batch acknowledged before the commit: aiokafka commits a transaction even when one of its
+        # batches failed (expired waiting for a partition leader, say), which would commit the offsets
+        # without those records. A failed batch raises here and the transaction is redone instead.
+        await asyncio.gather(*sent)
         await p.commit_transaction()
+        self._unfinished = False
 
-    async def _send_all(self, records: Sequence[Produce]) -> list[asyncio.Future[Any]]:
+    async def _send_all(self, records: Sequence[Produce], sent: list[asyncio.Future[Any]]) -> None:
         """Append the records to one batch builder per partition and hand each full builder to the producer:
         a ``send()`` per record cost ~13 µs each, more than the hub's own work on some outputs. The partition
         of a keyed record is the producer's own partitioner's choice, as ``send()`` would make it (remembered per key
-        while the topic's partitions stay the same). Returns each batch's delivery future."""
+        while the topic's partitions stay the same). Each batch's delivery future goes to ``sent``."""
         p = self.producer
-        sent: list[asyncio.Future[Any]] = []
         builders: dict[TopicPartition, Any] = {}
         partitions: dict[str, tuple[frozenset[int], list[int]]] = {}  # each topic's, read once per batch
         placed = self._placed
@@ -298,13 +305,21 @@ class TransactionalLoop:
         for tp, builder in builders.items():
             if builder.record_count():
                 sent.append(await p.send_batch(builder, tp.topic, partition=tp.partition))
-        return sent
+
+    async def _abandon(self) -> None:
+        for future in self._sent:  # their failure is known: not "never retrieved" when they fail below
+            future.cancel()
+        self._sent = []
+        await _abandon(self.producer)
+        self.producer = None
+        self._unfinished = False
 
     async def _recover(self) -> None:
         """After a failed transaction: a new producer, the committed state, the committed offsets."""
+        if self.producer is not None:
+            await self._abandon()
         while True:
             try:
-                await _quietly(self.producer.stop())
                 self.producer = await self._new_producer()
                 for tp in set(self.consumer.assignment()):
                     await self._seek_to_committed(tp)
@@ -358,8 +373,31 @@ def _credential(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
     return None
 
 
-async def _quietly(aw: Any) -> None:
+async def _abandon(producer: Any) -> None:
+    """Drop a transactional producer whose transaction failed, sending nothing more of it.
+
+    Neither ``abort_transaction()`` nor ``stop()``: aiokafka never expires a transactional batch, so both first
+    send the failed transaction's unsent records (after a broker restart: once the broker is back), and its
+    abort keeps the producer epoch, so a record of that transaction still under way when the abort lands is
+    not refused by the epoch. Here its unsent batches are failed, its sender is stopped and its connections
+    closed; the next producer of the transactional id fences it (``InitProducerId`` aborts the open
+    transaction under a new epoch, so any record of the old producer that reaches a partition afterwards is
+    refused). docs/reliability.md, defect 22.
+    """
+    producer._closed = True  # its stop() would flush
+    unsent = producer._message_accumulator
+    batches = [b for queue in unsent._batches.values() for b in queue] + list(unsent._pending_batches)
+    unsent.fail_all(KafkaError("the transaction was abandoned"))
+    for batch in batches:  # their failure is known here: no "exception was never retrieved" at shutdown
+        for future in (batch.future, batch._drain_waiter):
+            if future.done() and not future.cancelled():
+                future.exception()
+    task = producer._sender.sender_task
+    if task is not None and not task.done():
+        task.cancel()
     try:
-        await aw
-    except Exception as exc:  # the transaction is lost either way
-        log.debug("ignored while aborting: %r", exc)
+        await asyncio.wait_for(producer.client.close(), 10.0)
+    except Exception as exc:  # best effort: the broker may be away
+        log.debug("closing an abandoned producer's connections: %r", exc)
+    if task is not None:
+        await asyncio.wait({task}, timeout=10.0)  # its in-flight requests end with the connections

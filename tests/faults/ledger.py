@@ -67,8 +67,9 @@ class Ledger:
     def duplicate_deliveries(self) -> int:
         return sum(len(v) - 1 for v in self.deliveries.values() if len(v) > 1)
 
-    def describe_duplicates(self, limit: int = 5) -> list[str]:
-        """The first duplicated deliveries: where each copy is, and where and how often its event came in."""
+    def describe_duplicates(self, limit: int = 5) -> str:
+        """The first duplicated deliveries, one per line: where each copy is, and where and how often its event
+        came in (a string, which pytest prints whole, where it would shorten the repr of a list)."""
         out = []
         for (event_id, topic), copies in sorted(self.deliveries.items()):
             if len(copies) > 1 and len(out) < limit:
@@ -76,7 +77,19 @@ class Ledger:
                 came = f"{tp.topic}/{tp.partition}@{self.first_offset[event_id]}" if tp else "?"
                 out.append(f"{event_id} on {topic} at {self.delivered_where[(event_id, topic)]}, source {came} "
                            f"x{self.source[event_id]}, audit {dict(self.audit.get(event_id, {}))}")  # fmt: skip
-        return out
+        return f"{self.duplicate_deliveries} duplicate deliveries, the first:\n" + "\n".join(out)
+
+    def first_duplicate(self) -> tuple[str, int, list[int]] | None:
+        """The topic, partition and offsets of the copies of the first duplicated delivery on one partition."""
+        for key, copies in sorted(self.deliveries.items()):
+            if len(copies) > 1:
+                where = [w.split(" ", 1)[0].split("@") for w in self.delivered_where[key]]
+                by_partition: dict[int, list[int]] = defaultdict(list)
+                for partition, offset in where:
+                    by_partition[int(partition)].append(int(offset))
+                partition, offsets = max(by_partition.items(), key=lambda kv: len(kv[1]))
+                return key[1], partition, offsets
+        return None
 
     def duplicated_event_ids(self) -> set[str]:
         return {e for (e, _t), v in self.deliveries.items() if len(v) > 1}

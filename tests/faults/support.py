@@ -20,6 +20,7 @@ from connectors.gateway.auth import hash_token
 from hub.contract.envelope import Event
 from hub.deadline import Deadline
 from hub.identity import PER_MUNICIPALITY, SourceUnit, source_units
+from hub.kafka.local import LocalBroker
 from hub.settings import HubSettings
 from tests.hub.support import HubUnderTest
 
@@ -187,3 +188,31 @@ def start_gateway_process(hub: HubUnderTest, name: str, port: int) -> subprocess
 
     Deadline(120, f"{name} to be ready").wait_for(ready, interval=0.2)
     return proc
+
+
+def broker_batches(broker: LocalBroker, topic: str, partition: int, offsets: list[int], span: int = 40) -> str:
+    """The record batches of one partition around ``offsets``, as the broker's own log holds them: producer
+    id and epoch, transactional or not, control markers (a commit or abort). What a duplicated delivery's
+    failure prints, so a run shows how its copies came to be committed (Kafka's ``DumpLogSegments``)."""
+    folder = broker.data_dir / f"{topic}-{partition}"
+    segments = sorted(str(f) for f in folder.glob("*.log"))
+    if not segments:
+        return f"(no log segments in {folder})"
+    # With the records' data only for the markers' type: a record line (its payload) is never kept.
+    dump = ["java", "-Xmx256m", "-cp", broker.classpath(), "org.apache.kafka.tools.DumpLogSegments",
+            "--print-data-log", "--files", ",".join(segments)]  # fmt: skip
+    done = subprocess.run(dump, capture_output=True, timeout=300, check=False)
+    low, high = min(offsets) - span, max(offsets) + span
+    kept = ("baseOffset", "lastOffset", "producerId", "producerEpoch", "isTransactional", "isControl")
+    lines: list[str] = []
+    inside = False
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        words = line.split()
+        if words and words[0] == "baseOffset:":
+            fields = dict(zip(words[0::2], words[1::2], strict=False))
+            inside = low <= int(fields.get("lastOffset:", "-1")) and int(fields.get("baseOffset:", "0")) <= high
+            if inside:
+                lines.append(" ".join(f"{k} {fields.get(k + ':', '?')}" for k in kept))
+        elif inside and "endTxnMarker:" in words:
+            lines[-1] += f" marker {words[words.index('endTxnMarker:') + 1]}"
+    return f"{topic}-{partition}, batches around offsets {offsets}:\n" + "\n".join(lines)

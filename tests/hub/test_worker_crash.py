@@ -30,7 +30,8 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory
     worker = hub.start_worker("worker-1", instance_id="worker-a")
     try:
         wait_ready(hub, worker)
-        publisher = threading.Thread(target=hub.publish, args=(events,))
+        # Half the stream first, the rest after the kill: the kill comes mid-stream however fast the worker is.
+        publisher = threading.Thread(target=hub.publish, args=(events[: n // 2],))
         publisher.start()
 
         # Kill it once it is well into the stream.
@@ -40,6 +41,8 @@ def test_sigkill_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path_factory
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         publisher.join(timeout=300)
+        assert not publisher.is_alive(), "publishing the first half took over 300 s"
+        hub.publish(events[n // 2 :])
 
         restarted = hub.start_worker("worker-2", instance_id="worker-a")  # the same worker, restarted
         wait_ready(hub, restarted)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from aiokafka import TopicPartition
 
 from hub.kafka import clients
 from hub.kafka.admin import TopicSpec, ensure_topics
@@ -31,7 +32,7 @@ class _NoHandler:
 
 async def _write(loop: TransactionalLoop, records: list[Out]) -> None:
     await loop.producer.begin_transaction()
-    await loop._send_all(records)
+    await loop._send_all(records, [])
     await loop.producer.commit_transaction()
 
 
@@ -77,3 +78,61 @@ def test_keyed_records_go_where_send_would_put_them_also_from_a_producer_without
     placed, expected = asyncio.run(with_reference_topic())
     assert set(placed) == set(keys)  # every record of both transactions was written and committed
     assert placed == {k: {expected[k]} for k in keys}
+
+
+async def _every_record(kafka: KafkaAccess, topic: str, partitions: int) -> list[bytes | None]:
+    """Every data record the partitions hold, aborted ones included (``read_uncommitted``)."""
+    consumer = clients.consumer(kafka, isolation_level="read_uncommitted")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        values: list[bytes | None] = []
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in tps])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                values += [r.value for r in records]
+        return values
+    finally:
+        await consumer.stop()
+
+
+def test_a_failed_transaction_is_abandoned_with_nothing_more_of_it_sent(
+    kafka_admin: KafkaAccess, unique: Callable[[str], str]
+) -> None:
+    """A transaction the loop gives up on (the broker away, say) is redone by a new producer; the old one must
+    send nothing more of it. aiokafka's ``abort_transaction()`` and ``stop()`` would first send its unsent
+    records (they never expire): after a broker restart, records of the given-up transaction then reached the
+    broker while the redo was under way. Held here with records lingering unsent when the loop gives up: not
+    one of them may reach the topic, not even as an aborted record."""
+    topic = unique("txn-abandon")
+    transactional_id = unique("t")
+
+    async def run() -> tuple[list[bytes | None], list[bytes | None]]:
+        await ensure_topics(kafka_admin, [TopicSpec(topic, 2)])
+        loop = TransactionalLoop(kafka_admin, [], LoopConfig(group_id=unique("g"), transactional_id=transactional_id),
+                                 _NoHandler())  # type: ignore[arg-type]  # fmt: skip
+        lingering = clients.producer(kafka_admin, transactional_id=transactional_id, enable_idempotence=True,
+                                     acks="all", linger_ms=600_000)  # fmt: skip
+        await lingering.start()
+        loop.producer = lingering
+        await lingering.begin_transaction()
+        loop._unfinished = True
+        await loop._send_all([Out(topic, b"k%d" % i, b"given up", i % 2) for i in range(20)], loop._sent)
+        await loop._abandon()  # what _recover does first
+        assert loop.producer is None
+        loop.producer = await loop._new_producer()  # fences the old one, aborting its open transaction
+        try:
+            await _write(loop, [Out(topic, b"k", b"redone", 0)])
+        finally:
+            await loop.producer.stop()
+        committed = [r.value async for r in read_to_end(kafka_admin, [topic])]
+        return committed, await _every_record(kafka_admin, topic, 2)
+
+    committed, everything = asyncio.run(run())
+    assert committed == [b"redone"]
+    assert everything == [b"redone"]  # nothing of the given-up transaction was ever written
