@@ -377,12 +377,11 @@ async def _abandon(producer: Any) -> None:
     """Drop a transactional producer whose transaction failed, sending nothing more of it.
 
     Neither ``abort_transaction()`` nor ``stop()``: aiokafka never expires a transactional batch, so both first
-    send the failed transaction's unsent records (after a broker restart: once the broker is back), and its
-    abort keeps the producer epoch, so a record of that transaction still under way when the abort lands is
-    not refused by the epoch. Here its unsent batches are failed, its sender is stopped and its connections
-    closed; the next producer of the transactional id fences it (``InitProducerId`` aborts the open
-    transaction under a new epoch, so any record of the old producer that reaches a partition afterwards is
-    refused). docs/reliability.md, defect 22.
+    send the failed transaction's unsent records (after a broker restart: once the broker is back). Here its
+    unsent batches are failed, its sender is stopped and its connections closed; the next producer of the
+    transactional id fences it (``InitProducerId`` aborts the open transaction under a new epoch). This does
+    not close docs/reliability.md defect 22: after a broker restart the broker can leave a partition of the
+    aborted transaction without its abort marker, and the next transaction's commit then commits that record.
     """
     producer._closed = True  # its stop() would flush
     unsent = producer._message_accumulator

@@ -62,6 +62,9 @@ class Ledger:
     """(event id, receiver) of every delivery on a receiver topic."""
     delivered_where: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     """(event id, receiver topic) -> each delivery's partition, offset and delivered_at: what a failure names."""
+    delivered_at_offsets: dict[tuple[str, str], list[tuple[int, int]]] = field(
+        default_factory=lambda: defaultdict(list))  # fmt: skip
+    """(event id, receiver topic) -> each delivery's (partition, offset)."""
 
     @property
     def duplicate_deliveries(self) -> int:
@@ -83,10 +86,9 @@ class Ledger:
         """The topic, partition and offsets of the copies of the first duplicated delivery on one partition."""
         for key, copies in sorted(self.deliveries.items()):
             if len(copies) > 1:
-                where = [w.split(" ", 1)[0].split("@") for w in self.delivered_where[key]]
                 by_partition: dict[int, list[int]] = defaultdict(list)
-                for partition, offset in where:
-                    by_partition[int(partition)].append(int(offset))
+                for partition, offset in self.delivered_at_offsets[key]:
+                    by_partition[partition].append(offset)
                 partition, offsets = max(by_partition.items(), key=lambda kv: len(kv[1]))
                 return key[1], partition, offsets
         return None
@@ -204,6 +206,7 @@ async def _read_ledger(bootstrap: str, settings: HubSettings) -> Ledger:
             ledger.deliveries[(d.event_id, m.topic)].append(body)
             ledger.delivered_to.add((d.event_id, d.receiver))
             ledger.delivered_where[(d.event_id, m.topic)].append(f"{m.partition}@{m.offset} {d.delivered_at}")
+            ledger.delivered_at_offsets[(d.event_id, m.topic)].append((m.partition, m.offset))
     return ledger
 
 
