@@ -17,8 +17,11 @@ Rebalances are explicit (:class:`_Rebalance`):
 
 A failed transaction (the broker away longer than the producer's retries) is abandoned with its producer,
 whose unsent records are dropped unsent; a new producer of the same transactional id fences it and aborts the
-transaction on the broker; the state is reloaded and the partitions sought back to their committed offsets:
-the batch is processed again from scratch. Only a fenced producer (another process took this transactional id
+transaction on the broker; before anything else it *sweeps* every partition the given-up transaction wrote to
+(one aborted transaction over all of them, so each ends in an abort marker of the new epoch: a record of the
+given-up transaction the broker's own abort missed cannot be committed by the redo, docs/reliability.md
+defect 22); the state is reloaded and the partitions sought back to their committed offsets: the batch is
+processed again from scratch. Only a fenced producer (another process took this transactional id
 over) makes the loop stop.
 """
 
@@ -42,6 +45,9 @@ from hub.kafka.clients import KafkaAccess
 from hub.pipeline import Message
 
 log = logging.getLogger(__name__)
+
+HEADER_SWEEP = "hub-sweep"
+"""Marks the one record per partition of a sweep transaction, which is always aborted (never read committed)."""
 
 
 class Produce(Protocol):
@@ -111,6 +117,10 @@ class TransactionalLoop:
         """A transaction of this producer was begun and neither committed nor abandoned."""
         self._sent: list[asyncio.Future[Any]] = []
         """The delivery futures of the transaction's record batches."""
+        self._touched: set[TopicPartition] = set()
+        """Every partition the open transaction handed records to."""
+        self._to_sweep: set[TopicPartition] = set()
+        """Partitions written by given-up transactions and not yet closed by a sweep's abort marker."""
         self._placed: dict[tuple[str, bytes], tuple[frozenset[int], int]] = {}
         """Where a keyed record went, with the topic's partitions then: the default partitioner's choice
         (murmur2 of the key, in pure Python, and two sets per call) is the same while they are. Bounded small:
@@ -249,6 +259,7 @@ class TransactionalLoop:
         await p.begin_transaction()
         self._unfinished = True
         sent = self._sent = []
+        self._touched = set()
         await self._send_all(records, sent)
         if offsets:
             await p.send_offsets_to_transaction(offsets, self.config.group_id)
@@ -302,11 +313,14 @@ class TransactionalLoop:
                     continue
             # larger than a batch: on its own
             sent.append(await p.send(r.topic, r.value, key=r.key, partition=tp.partition))
+        self._touched.update(builders)
         for tp, builder in builders.items():
             if builder.record_count():
                 sent.append(await p.send_batch(builder, tp.topic, partition=tp.partition))
 
     async def _abandon(self) -> None:
+        self._to_sweep |= self._touched  # what it may have written, whether acknowledged or not
+        self._touched = set()
         for future in self._sent:  # their failure is known: not "never retrieved" when they fail below
             future.cancel()
         self._sent = []
@@ -321,15 +335,45 @@ class TransactionalLoop:
         while True:
             try:
                 self.producer = await self._new_producer()
+                await asyncio.wait_for(self._sweep(), self._commit_limit_s)
                 for tp in set(self.consumer.assignment()):
                     await self._seek_to_committed(tp)
                 await self._load(self._held)
                 return
             except ProducerFenced as exc:
                 raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
-            except KafkaError as exc:
+            except (KafkaError, TimeoutError) as exc:
                 log.warning("recovering from a failed transaction: %r; retrying", exc)
+                if self._unfinished:  # the sweep's own transaction failed: its producer goes the same way
+                    await self._abandon()
                 await asyncio.sleep(1.0)
+
+    async def _sweep(self) -> None:
+        """Close every partition a given-up transaction wrote to with an abort marker of this producer's epoch.
+
+        The new producer's ``InitProducerId`` makes the broker abort the given-up transaction, but only on the
+        partitions its coordinator had in that transaction: after a broker restart a record of it was seen on a
+        partition without any marker (epoch 0), and the redo's commit marker (epoch 1) then committed it with
+        the redo — a delivery twice (defect 22). One record per such partition in a transaction that is then
+        aborted ends each of them in an abort marker of the new epoch, which aborts whatever of this producer
+        id is still open there, and fences the old epoch from writing there again. The swept records are
+        aborted: ``read_committed`` readers (every reader of the hub) never see them."""
+        if not self._to_sweep:
+            return
+        p = self.producer
+        tps = sorted(self._to_sweep)
+        await p.begin_transaction()
+        self._unfinished = True
+        self._touched = set(tps)
+        mark = [(HEADER_SWEEP, b"1")]
+        sent = self._sent = [await p.send(tp.topic, b"", key=b"", partition=tp.partition, headers=mark) for tp in tps]
+        await asyncio.gather(*sent)
+        await p.abort_transaction()
+        self._unfinished = False
+        self._touched = set()
+        self._sent = []
+        self._to_sweep.clear()
+        log.warning("closed the %d partitions of a given-up transaction with an abort marker", len(tps))
 
     async def _load(self, partitions: set[int]) -> None:
         started = time.monotonic()

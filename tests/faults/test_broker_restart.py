@@ -130,17 +130,14 @@ def test_broker_restart_under_load(tmp_path_factory: pytest.TempPathFactory, ful
         assert len(ledger.source) == produced + posted
         accounting = ledger.check(ledger.source)
         accounting.assert_exactly_accounted()
-        # No process crashed: exactly once to every receiver. Quarantined, not strict, behind an OPEN defect
-        # (docs/reliability.md #22): after the restart the broker can leave a record of the given-up
-        # transaction without its abort marker, and the redo's commit commits it (seen in 2 of ~6 runs).
-        # Everything above (0 lost, deliveries and trail agree) still fails the test; this prints how the
-        # copies were committed, from the broker's own log.
+        # No process crashed: exactly once to every receiver. A copy is described with the broker's own log of
+        # its partition (producer epochs, commit and abort markers): docs/reliability.md defect 22 was a record
+        # of the given-up transaction left without its abort marker, committed by the redo's commit.
         if accounting.duplicate_deliveries:
             first = ledger.first_duplicate()
             where = broker_batches(broker, *first) if first else ""
             print(f"{ledger.describe_duplicates()}\n{where}", flush=True)
-            pytest.xfail(f"OPEN defect 22: {accounting.duplicate_deliveries} deliveries committed twice after "
-                         "the broker restart (a given-up transaction's record left without its abort marker)")
+        assert accounting.duplicate_deliveries == 0, f"{accounting.duplicate_deliveries} deliveries twice"
         assert accounting.duplicate_audits == 0
         code, audit = hub.audit_verify_cli()
         assert audit["ok"], f"the audit trail's hash chains are broken: {audit}"
