@@ -5,11 +5,13 @@ LocalBroker in a temporary folder):
 
 1. ``hub worker`` (one process, ``HUB_WORKER__PROCESSES=1``; its state directory ``HUB_STATE_DIR`` is a
    folder of its own) starts and is awaited on ``/ready``;
-2. ``hub simulate --rate R --duration S`` runs beside it as an operator would run it: simulated traffic of
-   every agency (police incidents, minors' notices, consents, releases, ...) published through the
-   connector base onto the agency topics, as the simulator's own principal. The agency topics' end offsets
-   (polled every second) say how many events it published and at what rate: the run checks that the load
-   really reached the rate offered;
+2. ``hub simulate --rate R --duration S --clock wall`` runs beside it as an operator would run it: simulated
+   traffic of every agency (police incidents, minors' notices, consents, releases, ...) published through the
+   connector base onto the agency topics, as the simulator's own principal. On the wall clock (every kind
+   scaled up to the rate): simulated time passes as real time does, so the lägesbild's calendar-bound
+   state (counts per day and week) grows as it would in service, not with years replayed in minutes. The
+   agency topics' end offsets (polled every second) say how many events it published and at what rate: the
+   run checks that the load really reached the rate offered;
 3. every ``--sample`` s (15 s; 5 s with ``--smoke``) the worker's resident memory (``VmRSS`` of the process
    that does the work: the worker, or its child if it supervises one) is sampled together with the number
    of events it has processed (``hub_events_received_total`` from its ``/metrics``). Its peak (``VmHWM``) is
@@ -107,8 +109,6 @@ class Sample:
     """``VmRSS`` of the worker process."""
 
 
-SOAK_DAY_HORIZON = 70
-SOAK_WEEK_HORIZON = 400
 
 def warmup_s(duration_s: float) -> float:
     """The warm-up: the first 20 % of the duration or 2 min, whichever is less."""
@@ -261,12 +261,10 @@ async def run(bootstrap: str, work: Path, *, minutes: float = DEFAULT_MINUTES, r
     topics = Topics(ns)
     kafka = await provision(settings)
     port = free_port()
-    # hub simulate replays years of simulated days in minutes (a 30-minute soak at 400/s: ~22 years), so the
-    # lägesbild's calendar-bound state would grow with simulated time: the soak keeps 70 days of day counts and
-    # 400 of week counts, as an operator bounding it would (HUB_LAGESBILD__*_HORIZON_DAYS).
-    env = hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port), HUB_WORKER__INSTANCE_ID=f"{ns}w",
-                  HUB_LAGESBILD__DAY_HORIZON_DAYS=str(SOAK_DAY_HORIZON),
-                  HUB_LAGESBILD__WEEK_HORIZON_DAYS=str(SOAK_WEEK_HORIZON))
+    # The worker's default settings; the traffic on the wall clock (hub simulate --clock wall): replayed, a
+    # 30-minute soak at 400/s would be ~22 simulated years, and the lägesbild's counts per day and week grow
+    # with the calendar, not with the events.
+    env = hub_env(bootstrap, ns, state, HUB_WORKER__WEB_PORT=str(port), HUB_WORKER__INSTANCE_ID=f"{ns}w")
     worker_log, simulate_log = run_dir / "worker.log", run_dir / "simulate.log"
     ready_url = f"http://127.0.0.1:{port}/ready"
     load_start = load_average()
@@ -307,7 +305,7 @@ async def run(bootstrap: str, work: Path, *, minutes: float = DEFAULT_MINUTES, r
 
         t0 = time.perf_counter()
         first = await take(0.0)
-        simulate = spawn_hub(["simulate", "--rate", f"{rate:g}", "--duration", f"{duration:g}"],
+        simulate = spawn_hub(["simulate", "--rate", f"{rate:g}", "--duration", f"{duration:g}", "--clock", "wall"],
                              hub_env(bootstrap, ns, run_dir / "simulator"), simulate_log)  # fmt: skip
         t_first_pub: float | None = None  # the first and the last growth of the agency topics seen
         t_last_pub = t0
@@ -466,9 +464,9 @@ METHOD = """
   its `hub_events_received_total`; the slope is the least-squares fit of RSS over events processed after the
   warm-up (20 % of the duration, at most 2 min); disk = `du` of the worker's state directory and the
   changelog topics' sizes from the broker (DescribeLogDirs); then a restart on the same state directory,
-  timed from spawn to `/ready`. `hub simulate` replays years of simulated days in minutes, so the soak's
-  worker keeps 70 days of lägesbild day counts and 400 of week counts (`HUB_LAGESBILD__*_HORIZON_DAYS`;
-  unset by default, when that state grows with the calendar instead).
+  timed from spawn to `/ready`. The worker runs with its default settings; the traffic is `hub simulate --clock
+  wall` (every kind scaled to the rate, simulated time on the wall clock), so the lägesbild's counts per day and
+  week grow as in service (replayed, 30 minutes at 400/s would be ~22 simulated years of days and weeks).
 """
 
 

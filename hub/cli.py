@@ -530,7 +530,8 @@ def _simulate(args: argparse.Namespace, settings: HubSettings) -> int:
 
     ensure_kafka(settings)
     require_secrets(settings, "connector")
-    progress = SimulatorConnector(settings, rate=args.rate, duration_s=args.duration, seed=args.seed).run_sync()
+    progress = SimulatorConnector(settings, rate=args.rate, duration_s=args.duration, seed=args.seed,
+                                  clock=args.clock).run_sync()  # fmt: skip
     _print_json(progress)
     return 0
 
@@ -797,6 +798,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--rate", type=float, default=50.0, metavar="N", help="events per second")
     sm.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until Ctrl-C)")
     sm.add_argument("--seed", type=int, default=2026, help="deterministic under the same seed")
+    sm.add_argument("--clock", choices=("replay", "wall"), default="replay",
+                    help="replay: Halland's volume, recent weeks replayed at the rate (default); wall: every "
+                         "kind scaled to the rate, simulated time runs with the wall clock (soaks)")
     sm.set_defaults(handler=_simulate)
 
     cn = sub.add_parser("connector", help="run an agency connector")

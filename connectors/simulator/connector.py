@@ -9,10 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import Connector
-from connectors.simulator.generate import Simulator, paced, replay_start
+from connectors.simulator.generate import DAILY_RATES, Simulator, paced, replay_start, wall_clock_rates
 from hub import identity
 from hub.contract.envelope import Event
 from hub.settings import HubSettings
+
+CLOCKS = ("replay", "wall")
+"""``replay``: Halland's daily volume, so simulated days pass in seconds (recent weeks replayed, ending about
+now); ``wall``: every kind's rate scaled up to the requested rate, so simulated time runs with the wall clock."""
 
 
 class SimulatorConnector(Connector):
@@ -24,14 +28,21 @@ class SimulatorConnector(Connector):
     default_principal = identity.SIMULATOR
 
     def __init__(self, settings: HubSettings, *, rate: float, duration_s: float | None, seed: int,
-                 **kwargs: Any) -> None:  # fmt: skip
+                 clock: str = "replay", **kwargs: Any) -> None:  # fmt: skip
         super().__init__(settings, name=f"simulator-{seed}", **kwargs)
+        if clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {CLOCKS}")
         self.rate = rate
         self.duration_s = duration_s
         self.seed = seed
+        self.clock = clock
 
     async def run(self) -> AsyncIterator[Event]:
-        simulator = Simulator(self.seed, replay_start(datetime.now(UTC), self.rate, self.duration_s))
+        now = datetime.now(UTC)
+        if self.clock == "wall":  # a county as busy as the rate: one simulated second per second, from now
+            simulator = Simulator(self.seed, now, daily_rates=wall_clock_rates(self.rate, DAILY_RATES))
+        else:  # Halland's own volume, recent weeks replayed at the rate
+            simulator = Simulator(self.seed, replay_start(now, self.rate, self.duration_s))
         started = time.monotonic()
         for offset, event in paced(simulator.events(), self.rate, self.duration_s):
             if self.stopping:

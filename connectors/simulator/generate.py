@@ -466,6 +466,18 @@ def replay_start(now: datetime, rate: float, duration_s: float | None,
     return (now - timedelta(days=days)).replace(microsecond=0)
 
 
+def wall_clock_rates(rate: float, daily_rates: Mapping[str, float] = DAILY_RATES) -> dict[str, float]:
+    """``daily_rates`` scaled so that the whole stream is ``rate`` events per wall-clock second: paced at
+    ``rate``, simulated time then runs with the wall clock (the mix of kinds stays; follow-ups due weeks
+    later stay in the future), so calendar-bound state (the lägesbild's days and weeks) grows as it would in
+    service, not with replayed years."""
+    per_day = sum(daily_rates.values())
+    if not rate > 0 or not math.isfinite(rate) or per_day <= 0:
+        raise ValueError("rate and the daily rates must be positive")
+    factor = rate * 86_400 / per_day
+    return {kind: r * factor for kind, r in daily_rates.items()}
+
+
 class Simulator:
     """Deterministic traffic for all agencies and the given municipalities (default: the six)."""
 

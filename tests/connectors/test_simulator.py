@@ -21,6 +21,7 @@ from connectors.simulator.generate import (
     paced,
     rate_schedule,
     replay_start,
+    wall_clock_rates,
 )
 from connectors.simulator.testpersons import (
     NotInTestSeriesError,
@@ -318,3 +319,20 @@ def test_a_demo_length_run_replays_the_recent_past_so_sig_consents_are_valid() -
                 sig[record.decision.value] += 1
     assert sig["delivered"] >= 5  # consented referrals reach SIG ...
     assert sig["refused"] >= 1  # ... and the ones without consent do not
+
+
+def test_on_the_wall_clock_simulated_time_runs_with_the_rate() -> None:
+    """``hub simulate --clock wall`` (the soak's traffic): at 400 events/s, 24,000 events span about a minute
+    of simulated time from the start, not months, so calendar-bound state grows as in service; the agencies'
+    kinds still come (their mix is that of the hour simulated, by the daily profiles)."""
+    rates = wall_clock_rates(400.0)
+    assert sum(rates.values()) == pytest.approx(400.0 * 86_400)
+    start = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    events = list(Simulator(7, start, daily_rates=rates).events(24_000))
+    span = max(e.envelope.occurred_at for e in events) - start
+    assert timedelta(seconds=50) < span < timedelta(seconds=70)
+    kinds = Counter(e.envelope.event_type for e in events)
+    assert kinds.most_common(1)[0][0] == "polisen.incident_report"
+    assert {"kommun.consent_given", "kommun.sig_referral", "kriminalvarden.release_scheduled"} <= set(kinds)
+    with pytest.raises(ValueError, match="positive"):
+        wall_clock_rates(0)
