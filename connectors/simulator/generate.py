@@ -445,6 +445,10 @@ def paced(items: Iterable[T], rate: float, duration_s: float | None = None) -> I
 # -- the simulator --------------------------------------------------------------------------------------
 
 
+PERSON_DRAWS = 20
+"""Draws for a person not yet in the stream before one already in it is taken again."""
+
+
 @dataclass(order=True)
 class _Pending:
     at: datetime
@@ -587,11 +591,15 @@ class _Run:
         return self.rng.choices(m.areas, weights)[0]
 
     def person(self, at: datetime, min_age: int, max_age: int) -> str:
-        while True:
+        """Someone new when one is found in a few draws, else someone met before: the test series holds a few
+        tens of thousands of people per age range, and a long run at a high rate on the wall clock used them
+        all up (the loop then never ended: ``hub simulate`` stopped publishing, at 100 % CPU)."""
+        for _ in range(PERSON_DRAWS):
             pnr = random_test_personnummer(self.rng, on=at.astimezone(UTC).date(), min_age=min_age, max_age=max_age)
             if pnr not in self.used_pnr:
                 self.used_pnr.add(pnr)
                 return pnr
+        return pnr
 
     def age(self, pnr: str, at: datetime) -> int:
         """Age as the contract computes it (on the UTC date of ``at``)."""

@@ -336,3 +336,17 @@ def test_on_the_wall_clock_simulated_time_runs_with_the_rate() -> None:
     assert {"kommun.consent_given", "kommun.sig_referral", "kriminalvarden.release_scheduled"} <= set(kinds)
     with pytest.raises(ValueError, match="positive"):
         wall_clock_rates(0)
+
+
+@pytest.mark.timeout(120)
+def test_a_run_that_uses_up_the_test_series_goes_on_with_people_met_before() -> None:
+    """A soak at 2,000 events/s on the wall clock used up the test series of an age range after ~550,000
+    events, and ``hub simulate`` looped forever drawing a new person (publishing nothing more, at 100 % CPU).
+    One age on one day: a year of birth dates × 20 test serials = ~7,300 people."""
+    from connectors.simulator.generate import _Run
+
+    at = datetime(2026, 11, 23, 12, tzinfo=UTC)
+    run = _Run(Simulator(3, at))
+    people = [run.person(at, 15, 15) for _ in range(9000)]
+    assert all(is_test_personnummer(p) for p in people)
+    assert 7000 <= len(set(people)) <= 7320
