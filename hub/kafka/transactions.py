@@ -344,7 +344,7 @@ class TransactionalLoop:
                 raise Fenced(f"transactional id {self.config.transactional_id} was taken over") from exc
             except (KafkaError, TimeoutError) as exc:
                 log.warning("recovering from a failed transaction: %r; retrying", exc)
-                if self._unfinished:  # the sweep's own transaction failed: its producer goes the same way
+                if self.producer is not None:  # e.g. the sweep's own transaction failed: abandoned the same way
                     await self._abandon()
                 await asyncio.sleep(1.0)
 
