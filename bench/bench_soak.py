@@ -109,7 +109,6 @@ class Sample:
     """``VmRSS`` of the worker process."""
 
 
-
 def warmup_s(duration_s: float) -> float:
     """The warm-up: the first 20 % of the duration or 2 min, whichever is less."""
     return min(WARMUP_SHARE * duration_s, WARMUP_MAX_S)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import Connector
-from connectors.simulator.generate import DAILY_RATES, Simulator, paced, replay_start, wall_clock_rates
+from connectors.simulator.generate import Simulator, paced, replay_start, wall_clock_rates
 from hub import identity
 from hub.contract.envelope import Event
 from hub.settings import HubSettings
@@ -40,7 +40,7 @@ class SimulatorConnector(Connector):
     async def run(self) -> AsyncIterator[Event]:
         now = datetime.now(UTC)
         if self.clock == "wall":  # a county as busy as the rate: one simulated second per second, from now
-            simulator = Simulator(self.seed, now, daily_rates=wall_clock_rates(self.rate, DAILY_RATES))
+            simulator = Simulator(self.seed, now, daily_rates=wall_clock_rates(self.rate))
         else:  # Halland's own volume, recent weeks replayed at the rate
             simulator = Simulator(self.seed, replay_start(now, self.rate, self.duration_s))
         started = time.monotonic()

@@ -363,14 +363,12 @@ class TransactionalLoop:
         p = self.producer
         tps = sorted(self._to_sweep)
         await p.begin_transaction()
-        self._unfinished = True
-        self._touched = set(tps)
+        self._unfinished = True  # a failed sweep is abandoned; its partitions stay in _to_sweep for the next
         mark = [(HEADER_SWEEP, b"1")]
         sent = self._sent = [await p.send(tp.topic, b"", key=b"", partition=tp.partition, headers=mark) for tp in tps]
         await asyncio.gather(*sent)
         await p.abort_transaction()
         self._unfinished = False
-        self._touched = set()
         self._sent = []
         self._to_sweep.clear()
         log.warning("closed the %d partitions of a given-up transaction with an abort marker", len(tps))
