@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from hub.contract.outputs import AuditCheckpoint, AuditRecord, Decision
+from hub.contract.outputs import AccessRecord, AuditCheckpoint, AuditRecord, Decision
 from hub.kafka.clients import KafkaAccess
 
 if TYPE_CHECKING:
@@ -30,19 +30,33 @@ GENESIS = "0" * 64
 
 
 def record_hash(record: AuditRecord) -> str:
-    """SHA-256 over the record's content (everything but ``hash``) in a canonical JSON form."""
+    """SHA-256 over the record's content (everything but ``hash`` and ``mac``) in a canonical JSON form."""
     return content_hash(
         seq=record.seq, event_id=record.event_id, receiver=record.receiver, legal_basis=record.legal_basis,
         decision=record.decision.value, reason=record.reason, fields_disclosed=list(record.fields_disclosed),
         at_ms=int(record.at.timestamp() * 1000), prev_hash=record.prev_hash, partition=record.partition,
-        source_unit=record.source_unit, credential=record.credential,
+        source_unit=record.source_unit, credential=record.credential, extra=v4_content(record),
     )  # fmt: skip
+
+
+V4_FIELDS = ("subject", "event_type", "municipality_code", "accessor", "channel", "target", "phase", "items",
+             "revealed")  # fmt: skip
+"""The v4 fields that join the hashed content when set (``event_ids`` too, in every ``accessed`` record)."""
+
+
+def v4_content(record: AuditRecord) -> dict[str, object] | None:
+    """The v4 part of ``record``'s hashed content (None when it has none): what :meth:`AuditChain.append_datum`
+    hashed."""
+    extra: dict[str, object] = {k: v for k in V4_FIELDS if (v := getattr(record, k)) is not None}
+    if record.decision is Decision.accessed:
+        extra["event_ids"] = list(record.event_ids or [])
+    return extra or None
 
 
 def content_hash(
     *, seq: int, event_id: str, receiver: str, legal_basis: str, decision: str, reason: str | None,
     fields_disclosed: list[str], at_ms: int, prev_hash: str, partition: int, source_unit: str | None,
-    credential: str | None,
+    credential: str | None, extra: Mapping[str, object] | None = None,
 ) -> str:  # fmt: skip
     """The hash of one record's content: SHA-256 over its canonical JSON (keys sorted, no spaces, ASCII with
     ``\\u`` escapes), the bytes ``json.dumps(sort_keys=True, separators=(",", ":"))`` writes — so every hash
@@ -58,6 +72,8 @@ def content_hash(
         content["source_unit"] = source_unit
     if credential is not None:
         content["credential"] = credential
+    if extra:  # v4: the person key, event type and municipality; an access's who, how, what and how many
+        content.update(extra)
     try:
         canonical = orjson.dumps(content, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:  # e.g. a lone surrogate: the standard library's encoder escapes it
@@ -111,6 +127,15 @@ def ascii_escaped(canonical: bytes) -> bytes:
     return _NOT_PRINTABLE_ASCII.sub(_escape, canonical.decode()).encode()
 
 
+def access_fields(record: AccessRecord) -> dict[str, Any]:
+    """The access part of the ``accessed`` audit record made of ``record`` (for :meth:`AuditChain.append_datum`)."""
+    return {
+        "accessor": record.accessor, "channel": record.channel, "target": record.target,
+        "phase": record.phase, "items": record.items, "event_ids": list(record.event_ids),
+        "revealed": record.revealed,
+    }  # fmt: skip
+
+
 def millis(at: datetime) -> datetime:
     """``at`` in UTC truncated to milliseconds, as the contract stores it (Avro timestamp-millis)."""
     if at.tzinfo is UTC and not at.microsecond % 1000:
@@ -161,35 +186,53 @@ class AuditChain:
     def append_datum(
         self, partition: int, *, event_id: str, receiver: str, legal_basis: str, decision: Decision,
         reason: str | None, fields_disclosed: list[str], at: datetime, source_unit: str | None = None,
-        credential: str | None = None,
+        credential: str | None = None, subject: str | None = None, event_type: str | None = None,
+        municipality_code: str | None = None, access: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """The next record of ``partition``'s chain as the plain data its Avro schema takes (the hot path:
         no model validation; the values come from validated events and the rules)."""
         seq, prev = self.heads.get(partition, (0, GENESIS))
         at = millis(at)
+        extra: dict[str, object] = {}
+        if subject is not None:
+            extra["subject"] = subject
+        if event_type is not None:
+            extra["event_type"] = event_type
+        if municipality_code is not None:
+            extra["municipality_code"] = municipality_code
+        if access is not None:  # an ``accessed`` record (:func:`access_fields`)
+            extra.update((k, v) for k, v in access.items() if v is not None)
         digest = content_hash(
             seq=seq, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision.value,
             reason=reason, fields_disclosed=fields_disclosed, at_ms=int(at.timestamp() * 1000), prev_hash=prev,
-            partition=partition, source_unit=source_unit, credential=credential,
+            partition=partition, source_unit=source_unit, credential=credential, extra=extra,
         )  # fmt: skip
         self.heads[partition] = (seq + 1, digest)
         self._since[partition] = self._since.get(partition, 0) + 1
-        return {
+        datum = {
             "seq": seq, "event_id": event_id, "receiver": receiver, "legal_basis": legal_basis,
             "decision": decision.value, "reason": reason, "fields_disclosed": fields_disclosed, "at": at,
             "prev_hash": prev, "hash": digest, "partition": partition, "source_unit": source_unit,
             "credential": credential, "mac": None if self.sealer is None else self.sealer.record_mac(digest),
+            "subject": subject, "event_type": event_type, "municipality_code": municipality_code,
+            "accessor": None, "channel": None, "target": None, "phase": None, "items": None, "event_ids": None,
+            "revealed": None,
         }  # fmt: skip
+        if access is not None:
+            datum.update(access)
+        return datum
 
     def append(
         self, partition: int, *, event_id: str, receiver: str, legal_basis: str, decision: Decision,
         reason: str | None, fields_disclosed: list[str], at: datetime, source_unit: str | None = None,
-        credential: str | None = None,
+        credential: str | None = None, subject: str | None = None, event_type: str | None = None,
+        municipality_code: str | None = None, access: Mapping[str, Any] | None = None,
     ) -> AuditRecord:  # fmt: skip
         """:meth:`append_datum` as a validated :class:`AuditRecord`."""
         return AuditRecord.model_validate(self.append_datum(
             partition, event_id=event_id, receiver=receiver, legal_basis=legal_basis, decision=decision,
             reason=reason, fields_disclosed=fields_disclosed, at=at, source_unit=source_unit, credential=credential,
+            subject=subject, event_type=event_type, municipality_code=municipality_code, access=access,
         ))  # fmt: skip
 
     # -- checkpoints ---------------------------------------------------------------------------------------

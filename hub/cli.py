@@ -436,6 +436,64 @@ def _audit_verify(args: argparse.Namespace, settings: HubSettings) -> int:
     return 0 if result.ok else 1
 
 
+def _audit_subject(args: argparse.Namespace, settings: HubSettings) -> int:
+    """``hub audit subject``: the register extract of one person (:mod:`hub.register_extract`)."""
+    import asyncio
+    import getpass
+
+    from aiokafka.errors import KafkaError
+
+    from hub import identity
+    from hub.access import AccessLog, Read
+    from hub.audit import TrailError, read_trail
+    from hub.contract.outputs import AccessChannel, AuditRecord
+    from hub.contract.personnummer import PersonnummerError, normalise
+    from hub.pseudonym import Pseudonymiser
+    from hub.register_extract import Extract, as_html, as_json, as_table, build
+    from hub.topics import Topics
+
+    # Never from argv (it would be in the shell's history and the process list), never echoed or logged.
+    text = getpass.getpass("personnummer: ") if sys.stdin.isatty() else sys.stdin.readline()
+    try:
+        person_key = Pseudonymiser(settings).person_key(normalise(text))
+    except PersonnummerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    del text
+    topics = Topics(settings.topic_namespace)
+    kafka = resolve_access(settings, identity.OPERATOR)
+
+    async def run() -> Extract:
+        trail = await read_trail(kafka, topics.audit)
+        extract = build((r for _p, _o, r in trail if isinstance(r, AuditRecord)), person_key)
+        reads = AccessLog(kafka, topics)
+        try:  # the extract is itself a read of the trail about this person: recorded before it is shown
+            await reads.record(Read(kafka.principal or identity.OPERATOR, AccessChannel.cli_audit_subject,
+                                    topics.audit, subject=person_key), items=len(extract.events))  # fmt: skip
+        finally:
+            await reads.stop()
+        return extract
+
+    try:
+        extract = asyncio.run(run())
+    except TrailError as exc:
+        print(f"error: the audit trail is not readable: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        print(f"error: {refused(exc) or f'Kafka: {type(exc).__name__}'} (nothing is shown: the extract could not "
+              "be recorded)", file=sys.stderr)  # fmt: skip
+        return 1
+    if args.html is not None:
+        args.html.write_text(as_html(extract), encoding="utf-8")
+    if args.json:
+        _print_json(as_json(extract))
+    else:
+        print(as_table(extract))
+        if args.html is not None:
+            print(f"report: {args.html}")
+    return 0
+
+
 def _audit_keygen(args: argparse.Namespace, settings: HubSettings) -> int:
     from hub.audit_seal import keygen
 
@@ -760,6 +818,12 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--anchors", type=Path, default=None,
                     help="the anchor folder (default HUB_AUDIT__ANCHOR_DIR, <state dir>/audit-anchors/<topic>)")
     av.set_defaults(handler=_audit_verify)
+    asj = asub.add_parser("subject", help="register extract (GDPR art. 15) of one person: every decision and "
+                                          "recorded read; the personnummer is read from stdin or a prompt")
+    asj.add_argument("--json", action="store_true")
+    asj.add_argument("--html", type=Path, default=None, metavar="FILE",
+                     help="also write a Swedish HTML report a registrar can hand out (print it to PDF)")
+    asj.set_defaults(handler=_audit_subject)
     ak = asub.add_parser("keygen", help="new random audit MAC and signing keys (env lines; never logged)")
     ak.add_argument("--out", type=Path, default=None, help="write them to this new file (mode 0600) instead of stdout")
     ak.set_defaults(handler=_audit_keygen)

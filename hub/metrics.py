@@ -18,6 +18,8 @@ LAGESBILD_TOO_LATE = Counter("hub_lagesbild_too_late_total",
                              "Events not counted: their lägesbild periods had ended before the horizon")
 DEDUP_EXPIRED = Counter("hub_dedup_marks_expired_total", "Dedup marks deleted after the dedup window")
 CONSENT_RECORDED = Counter("hub_consent_events_total", "Consent events applied to the consent state")
+ACCESSES = Counter("hub_accesses_recorded_total", "Human reads (hub.access) appended to the audit trail, per channel",
+                   ["channel"])
 LATENCY = Histogram(
     "hub_processing_seconds",
     "Time to process one message (decode to outputs handed to the producer)",

@@ -23,11 +23,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from hub import metrics
-from hub.audit import AuditChain, millis
+from hub.audit import AuditChain, access_fields, millis
 from hub.contract.errors import ContractError
 from hub.contract.fast import EventView, FastConsentGiven, FastConsentWithdrawn, FastEvent, FastValidator
 from hub.contract.fields import allowed_municipality_codes
-from hub.contract.outputs import AuditCheckpoint, AuditRecord, Deadletter, Decision, Delivery, ReasonCode
+from hub.contract.outputs import AccessRecord, AuditCheckpoint, AuditRecord, Deadletter, Decision, Delivery, ReasonCode
 from hub.contract.serde import Serde
 from hub.flows.gate import ConsentTable, decide, record_consent
 from hub.flows.minimise import delivery_datum, disclosed_fields
@@ -175,7 +175,8 @@ class Pipeline:
             # Bound to the municipality that recorded it (checked against the topic above).
             record_consent(self.consents, person_key, event, event.envelope.municipality_code)
             tally.inc(metrics.CONSENT_RECORDED)
-            self._audit(result, msg, event, "consent", Decision.recorded, str(event.payload.scope), None, [], at)
+            self._audit(result, msg, event, "consent", Decision.recorded, str(event.payload.scope), None, [], at,
+                        person_key, event.envelope.municipality_code)  # fmt: skip
         else:
             plans = self.router.route(event)
             if not plans:
@@ -234,18 +235,20 @@ class Pipeline:
             # e.g. a release to a home municipality outside the county: there is no receiver here to have it.
             reason = f"municipality {plan.municipality_code} is not served by this hub"
             self.tally.inc(metrics.REFUSED, plan.receiver, reason)
-            self._audit(result, msg, event, plan.receiver, Decision.refused, plan.spec.basis, reason, [], at)
+            self._audit(result, msg, event, plan.receiver, Decision.refused, plan.spec.basis, reason, [], at,
+                        person_key, plan.municipality_code)  # fmt: skip
             return
         verdict = decide(plan, event, self.consents, person_key, now)
         if not verdict.allowed:
             self.tally.inc(metrics.REFUSED, plan.receiver, verdict.reason or "")
-            self._audit(result, msg, event, plan.receiver, Decision.refused, plan.spec.basis, verdict.reason, [], at)
+            self._audit(result, msg, event, plan.receiver, Decision.refused, plan.spec.basis, verdict.reason, [], at,
+                        person_key, plan.municipality_code)  # fmt: skip
             return
         if plan.spec.basis_kind is Basis.AGGREGATED:
             result.increments.append(self._increment(plan, event))
             self.tally.inc(metrics.AGGREGATED, plan.receiver)
             self._audit(result, msg, event, plan.receiver, Decision.aggregated, plan.spec.basis, None,
-                        sorted(plan.spec.fields), at)  # fmt: skip
+                        sorted(plan.spec.fields), at, person_key, plan.municipality_code)  # fmt: skip
             return
         delivery = delivery_datum(plan, event, self.pseudonyms, at, result.event_id)
         key = delivery["person_ref"] or plan.municipality_code
@@ -253,7 +256,7 @@ class Pipeline:
         result.outputs.append(Output(self.topics.deliver(plan.receiver, plan.municipality_code), key.encode(), value))
         self.tally.inc(metrics.DELIVERED, plan.receiver)
         self._audit(result, msg, event, plan.receiver, Decision.delivered, plan.spec.basis, None,
-                    disclosed_fields(plan, delivery), at)  # fmt: skip
+                    disclosed_fields(plan, delivery), at, person_key, plan.municipality_code)  # fmt: skip
 
     def _increment(self, plan: Plan, event: FastEvent) -> dict[str, Any]:
         """A count increment for the lägesbild stage: what it counts, no personal data."""
@@ -273,18 +276,50 @@ class Pipeline:
 
     def _audit(
         self, result: Result, msg: Message, event: FastEvent, receiver: str, decision: Decision, basis: str,
-        reason: str | None, fields: list[str], at: datetime,
+        reason: str | None, fields: list[str], at: datetime, person_key: str | None, municipality_code: str,
     ) -> None:  # fmt: skip
         unit = self._unit_of(msg.topic)
         datum = self.chain.append_datum(
             msg.partition, event_id=result.event_id or str(event.envelope.event_id), receiver=receiver,
             legal_basis=basis, decision=decision, reason=reason, fields_disclosed=fields, at=at,
-            source_unit=unit.name if unit else None, credential=msg.credential,
+            source_unit=unit.name if unit else None, credential=msg.credential, subject=person_key,
+            event_type=event.envelope.event_type, municipality_code=municipality_code,
         )  # fmt: skip
-        value = self.serde.encode_datum(AuditRecord.SCHEMA_NAME, datum)
-        result.outputs.append(Output(self.topics.audit, None, value, msg.partition))
-        if self.chain.due(msg.partition):  # sealed right after the record that makes it due
-            result.outputs.append(self.checkpoint(msg.partition, at))
+        self._chained(result, msg.partition, datum, at)
+
+    def _chained(self, result: Result, partition: int, datum: dict[str, Any], at: datetime) -> None:
+        result.outputs.append(Output(self.topics.audit, None, self.serde.encode_datum(AuditRecord.SCHEMA_NAME, datum),
+                                     partition))  # fmt: skip
+        if self.chain.due(partition):  # sealed right after the record that makes it due
+            result.outputs.append(self.checkpoint(partition, at))
+
+    # -- human reads -----------------------------------------------------------------------------------
+
+    def record_access(self, msg: Message, now: datetime | None = None) -> Result:
+        """A message of ``hub.access`` (a read recorded by the web app, ``hub tail`` or ``hub audit subject``)
+        as an ``accessed`` audit record in the chain of its partition; anything else there is a dead letter."""
+        now = now or datetime.now(UTC)
+        try:
+            if msg.value is None:
+                raise ContractError("undecodable", "a null value (a tombstone) is not an access record")
+            record = self.serde.decode(msg.value)
+        except ContractError as err:
+            return self._deadletter(msg, err.reason, err.message, None, now)
+        if not isinstance(record, AccessRecord):
+            return self._deadletter(msg, "unknown_event_type", f"{record.EVENT_TYPE} on {msg.topic}, which carries "
+                                    "hub.access_record only", None, now)  # fmt: skip
+        self.tally.inc(metrics.ACCESSES, record.channel)
+        at = millis(now)  # the trail's own time (the record's ``at`` is the reading tool's)
+        result = Result(event_id=record.access_id)
+        datum = self.chain.append_datum(
+            msg.partition, event_id=record.access_id, receiver=record.receiver or "hub", legal_basis="",
+            decision=Decision.accessed, reason=None, fields_disclosed=[], at=at, subject=record.subject,
+            municipality_code=record.municipality_code, access=access_fields(record),
+        )  # fmt: skip
+        self._chained(result, msg.partition, datum, at)
+        if not self._batched:
+            self.tally.flush()
+        return result
 
     def checkpoint(self, partition: int, at: datetime) -> Output:
         """A signed checkpoint of the audit chain of ``partition``, to write to the audit topic."""

@@ -74,6 +74,12 @@ def audit() -> Retention:
                                        "hashes): the hub's proof, kept for good")
 
 
+def access(policy: RetentionSettings) -> Retention:
+    return Retention("internal", _days(policy.increment_days),
+                     "human reads on their way into the audit trail (who read what, no personnummer); they live "
+                     "on in hub.audit")
+
+
 def deadletter(policy: RetentionSettings) -> Retention:
     return Retention("bad-input", _days(policy.deadletter_days),
                      "the original bytes of bad input may hold personal data: kept only as long as an operator "

@@ -56,7 +56,8 @@ class RetentionSettings(BaseModel):
     deadletter_days: float = 30.0
     """``hub.deadletter``: the original bytes of bad input, for repair."""
     increment_days: float = 7.0
-    """``hub.lagesbild``: count increments between the worker's stages."""
+    """``hub.lagesbild`` (count increments between the worker's stages) and ``hub.access`` (human reads on their
+    way into the audit trail)."""
 
 
 class KafkaSettings(BaseModel):

@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from hub.access import AccessLog, Read
 from hub.contract.errors import ContractError
-from hub.contract.outputs import Delivery, LagesbildAggregate
+from hub.contract.outputs import AccessChannel, Delivery, LagesbildAggregate
 from hub.contract.serde import Serde
 from hub.identity import receiver_principal
 from hub.kafka import clients
@@ -126,33 +127,51 @@ def access_for_inbox(settings: HubSettings, options: TailOptions) -> KafkaAccess
 async def tail(settings: HubSettings, kafka: KafkaAccess, options: TailOptions, out: TextIO = sys.stdout) -> int:
     """Print deliveries until ``max_messages`` or ``timeout_s`` of silence; return how many were printed.
 
-    Raises the broker's authorisation error when ``kafka``'s principal may not read the inbox."""
+    Every read is recorded on ``hub.access`` (:mod:`hub.access`) before it is printed: the session's start,
+    each batch (how many, which events' deliveries, whether ``--reveal``), its end. Raises the broker's
+    authorisation error when ``kafka``'s principal may not read the inbox, and aiokafka's ``KafkaError`` when a
+    read cannot be recorded (nothing of it is printed)."""
     serde = Serde()
-    consumer = clients.consumer(
-        kafka, *topics_for(settings, options), auto_offset_reset="earliest" if options.from_beginning else "latest",
-    )
+    topic = topics_for(settings, options)[0]
+    read = Read(kafka.principal or "unknown", AccessChannel.cli_tail, topic, options.receiver,
+                municipality_for(settings, options), revealed=options.reveal)  # fmt: skip
+    reads = AccessLog(kafka, Topics(settings.topic_namespace)).session(read)
+    consumer = clients.consumer(kafka, topic, auto_offset_reset="earliest" if options.from_beginning else "latest")
     await consumer.start()
     printed = 0
     last = time.monotonic()
     try:
+        await reads.start()
         while options.max_messages is None or printed < options.max_messages:
             if options.timeout_s is not None and time.monotonic() - last > options.timeout_s:
                 break
-            batch = await consumer.getmany(timeout_ms=250)
+            batch = await consumer.getmany(timeout_ms=250, max_records=500)
+            lines: list[str] = []
+            shown: list[str] = []
+            decoded = 0
             for messages in batch.values():
                 for m in messages:
                     last = time.monotonic()
+                    if options.max_messages is not None and printed + decoded >= options.max_messages:
+                        break
                     try:
                         record = serde.decode(m.value)
                     except ContractError as exc:
-                        print(f"(undecodable message at {m.topic}/{m.partition}@{m.offset}: {exc.reason})", file=out)
+                        lines.append(f"(undecodable message at {m.topic}/{m.partition}@{m.offset}: {exc.reason})")
                         continue
-                    line = json.dumps(as_dict(record, options.reveal), ensure_ascii=False) if options.as_json \
-                        else readable(record, options.reveal)  # fmt: skip
-                    print(line, file=out, flush=True)
-                    printed += 1
-                    if options.max_messages is not None and printed >= options.max_messages:
-                        return printed
+                    decoded += 1
+                    if isinstance(record, Delivery):
+                        shown.append(record.event_id)
+                    lines.append(json.dumps(as_dict(record, options.reveal), ensure_ascii=False) if options.as_json
+                                 else readable(record, options.reveal))  # fmt: skip
+            await reads.showing(len(lines), shown)  # recorded before a line of it is printed
+            for line in lines:
+                print(line, file=out, flush=True)
+            printed += decoded
     finally:
-        await consumer.stop()
+        try:
+            await reads.end()
+        finally:
+            await reads.log.stop()
+            await consumer.stop()
     return printed

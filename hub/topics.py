@@ -72,6 +72,12 @@ class Topics:
         return f"{self.namespace}hub.audit"
 
     @property
+    def access(self) -> str:
+        """Human reads recorded by the hub's tools (web app, ``hub tail``, ``hub audit subject``), which the
+        worker appends to the audit trail."""
+        return f"{self.namespace}hub.access"
+
+    @property
     def consent(self) -> str:
         """Compacted consent state (person key × scope × municipality), the changelog of the consent table."""
         return f"{self.namespace}hub.consent"

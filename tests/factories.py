@@ -86,6 +86,15 @@ def release(home: str = "1381", pnr: str = YOUNG, **kw: Any) -> ev.ReleaseSchedu
     )  # fmt: skip
 
 
+def sig_referral(pnr: str, municipality: str = "1381") -> ev.SigReferral:
+    """A referral to the social intervention group (SIG): delivered only on the person's SIG consent."""
+    return ev.SigReferral(
+        envelope=envelope("kommun.sig_referral", municipality, subject=pnr, data_class="personal_consent"),
+        payload=ev.SigReferralPayload(case_id=f"SIG-{municipality}-7", referred_by="socialtjänsten",
+                                      reason="Risk för fortsatt brottslighet"),
+    )  # fmt: skip
+
+
 def consent(scope: str, pnr: str = YOUNG, municipality: str = "1381", *, withdraw: bool = False,
             occurred_at: datetime = NOW) -> Event:  # fmt: skip
     if withdraw:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from hub.contract import personnummer as pnr
 from hub.contract.base import ContractRecord
@@ -127,6 +127,7 @@ class Decision(StrEnum):
     refused = "refused"
     aggregated = "aggregated"
     recorded = "recorded"
+    accessed = "accessed"
 
 
 class AuditRecord(ContractRecord):
@@ -152,6 +153,27 @@ class AuditRecord(ContractRecord):
     """The gateway credential id that sent the event (never the token); v2."""
     mac: str | None = None
     """HMAC-SHA256 (hex) of ``hash`` under the audit MAC key, which is never in Kafka; v3."""
+    subject: str | None = None
+    """The person key of the person the event is about (a keyed hash, never the personnummer); v4."""
+    event_type: str | None = None
+    """The source event's type; v4."""
+    municipality_code: str | None = None
+    """The municipality of the delivery, refusal or count, or of the inbox read; v4."""
+    accessor: str | None = None
+    """``accessed``: who read (``web:<user>``, or the CLI's Kafka principal); v4."""
+    channel: str | None = None
+    """``accessed``: how (``web.inbox``, ``web.stream``, ``web.lagesbild``, ``web.operator``, ``cli.tail``,
+    ``cli.audit_subject``); v4."""
+    target: str | None = None
+    """``accessed``: the topic or page read; v4."""
+    phase: str | None = None
+    """``accessed``: ``view``, or a session's ``start``, ``progress``, ``end``; v4."""
+    items: Int64 | None = None
+    """``accessed``: how many records were shown; v4."""
+    event_ids: list[str] | None = None
+    """``accessed``: the event ids of the deliveries shown; v4."""
+    revealed: bool | None = None
+    """``accessed``: whether identities were shown unmasked; v4."""
 
 
 class AuditCheckpoint(ContractRecord):
@@ -166,3 +188,53 @@ class AuditCheckpoint(ContractRecord):
     at: UtcMillis
     key_id: str
     signature: str
+
+
+class AccessChannel(StrEnum):
+    """How a person read: the hub's tools that record every read (``hub.access_record``'s ``channel``)."""
+
+    web_inbox = "web.inbox"
+    web_stream = "web.stream"
+    web_lagesbild = "web.lagesbild"
+    web_operator = "web.operator"
+    cli_tail = "cli.tail"
+    cli_audit_subject = "cli.audit_subject"
+
+
+class AccessPhase(StrEnum):
+    view = "view"
+    start = "start"
+    progress = "progress"
+    end = "end"
+
+
+def _known(kind: type[StrEnum]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in kind._value2member_map_:
+            raise ValueError(f"unknown {kind.__name__}: {value!r} (known: {', '.join(kind._value2member_map_)})")
+        return str(value)
+
+    return AfterValidator(check)
+
+
+class AccessRecord(ContractRecord):
+    """``hub.access_record``: one human read, written to ``hub.access`` by the tool that showed it; the worker
+    appends it to the audit trail as an ``accessed`` :class:`AuditRecord`."""
+
+    EVENT_TYPE: ClassVar[str] = "hub.access_record"
+    SCHEMA_NAME: ClassVar[str] = "se.samverkan.hub.AccessRecord"
+
+    access_id: NonEmpty
+    session_id: str | None = None
+    accessor: Annotated[str, Field(min_length=1, max_length=200)]
+    channel: Annotated[str, _known(AccessChannel)]
+    """An :class:`AccessChannel` (a string in the schema: Avro enum symbols cannot hold the dot)."""
+    target: Annotated[str, Field(min_length=1, max_length=300)]
+    receiver: str | None = None
+    municipality_code: MunicipalityCode | None = None
+    phase: Annotated[str, _known(AccessPhase)]
+    items: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    event_ids: Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=5000)]
+    revealed: bool
+    subject: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    at: UtcMillis

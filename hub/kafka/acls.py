@@ -9,8 +9,10 @@ exactly what a binding below allows, nothing else. The rules (docs/security.md h
 - a receiver inbox (``sig-1381``) READs only ``deliver.sig.1381``, with consumer groups ``sig-1381.*``
   (a lägesbild inbox also the two no-personal-data inboxes its indicators follow up: grannsamverkan and
   medborgarlöften of the same municipality);
-- operators, and the web app's operations page (it reconciles), READ every topic and nothing else; the web
-  app reads an inbox as that inbox's own principal;
+- operators, and the web app's operations page (it reconciles), READ every topic; the web app reads an
+  inbox as that inbox's own principal;
+- the tools that show data to a person (the web app as ``web``, ``hub tail`` as an inbox's principal,
+  ``hub audit subject`` as an operator) WRITE ``hub.access``, the reads on their way into the trail;
 - ``admin`` is the one super user (topics, ACLs, users, repair).
 
 The admin operations aiokafka lacks (ACLs, SCRAM users) use confluent-kafka's AdminClient (librdkafka).
@@ -58,6 +60,8 @@ def grants_for(principal: Principal, *, namespace: str, app_id: str) -> list[Gra
     p = principal.name
     agency_prefix, hub_prefix, deliver_prefix = f"{namespace}agency.", f"{namespace}hub.", f"{namespace}deliver."
     idempotent = Grant(p, "BROKER", "LITERAL", CLUSTER, "IDEMPOTENT_WRITE")
+    # The tools that show deliveries, pictures, dead letters or the trail to a person record each read there.
+    record_reads = [*_topic(p, "LITERAL", t.access, "WRITE"), idempotent]
     if principal.kind == "admin":
         return []  # a super user (super.users); no binding needed
     if p == identity.WORKER:
@@ -81,6 +85,7 @@ def grants_for(principal: Principal, *, namespace: str, app_id: str) -> list[Gra
             Grant(p, "GROUP", everything[0], everything[1], "DESCRIBE"),
             Grant(p, "GROUP", "PREFIXED", f"{p}.", "READ"),
             Grant(p, "BROKER", "LITERAL", CLUSTER, "DESCRIBE"),
+            *record_reads,
         ]
     if principal.kind in ("agency", "connector") and principal.unit is not None:
         return [*_topic(p, "LITERAL", t.unit(principal.unit), "WRITE", "DESCRIBE"), idempotent]
@@ -92,6 +97,7 @@ def grants_for(principal: Principal, *, namespace: str, app_id: str) -> list[Gra
         return [
             *(g for r in readable for g in _topic(p, "LITERAL", t.deliver(r, code), "READ", "DESCRIBE")),
             Grant(p, "GROUP", "PREFIXED", f"{p}.", "READ"),
+            *record_reads,
         ]
     raise ValueError(f"no access rule for principal {p!r} ({principal.kind})")
 

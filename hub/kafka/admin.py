@@ -44,6 +44,7 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
         _spec(topics.audit, n, retention.audit()),
         _spec(topics.deadletter, n, retention.deadletter(policy)),
         _spec(topics.lagesbild, n, retention.increments(policy)),
+        _spec(topics.access, n, retention.access(policy)),
         _spec(topics.lagesbild_state, n, retention.state("the lägesbild's count per aggregate key (no personal data)")),
         _spec(topics.consent, n, retention.state("consent per person key, scope and municipality")),
         _spec(topics.dedup, n, retention.state("dedup marks: source unit and event id (no personal data)")),

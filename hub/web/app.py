@@ -227,6 +227,7 @@ def create_app(settings: HubSettings, *, bootstrap: str | None = None, state: We
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await state.access.stop()
 
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)

@@ -20,7 +20,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from hub.contract.errors import ContractError
-from hub.contract.outputs import AreaAlert, Delivery, LagesbildAggregate
+from hub.contract.outputs import AccessChannel, AreaAlert, Delivery, LagesbildAggregate
 from hub.rules.receivers import RECEIVERS
 from hub.tail import as_dict
 from hub.web import labels
@@ -138,6 +138,7 @@ async def inbox_page(request: web.Request) -> web.Response:
     messages, positions = await feed.recent(limit)
     seen: set[str] = set()
     items: list[Html] = []
+    shown: list[str] = []
     for m in messages:
         record = _decode(state, m)
         if record is None or (key := item_key(record, m)) in seen:
@@ -145,6 +146,10 @@ async def inbox_page(request: web.Request) -> web.Response:
         seen.add(key)
         if (item := render_item(record, m)) is not None:
             items.append(item)
+            if isinstance(record, Delivery):
+                shown.append(record.event_id)
+    topic = state.topics.deliver(receiver, code)
+    await state.record_view(state.read(scope, AccessChannel.web_inbox, topic, receiver, code), len(items), shown)
     title = f"Inkorg – {labels.receiver(receiver)}, {labels.municipality(code)}"
     stream = f"/inbox/{receiver}/{code}/events?from={format_positions(positions)}"
     body = render(
@@ -178,7 +183,7 @@ def _event(event: str, data: str, event_id: str | None = None) -> bytes:
 async def inbox_events(request: web.Request) -> web.StreamResponse:
     """The live stream: ``event: item`` with one rendered ``<li>`` per delivery, ``id`` = the position after it;
     ``event: end`` when the session ends. 401 without a login, 403 outside the user's scope."""
-    state, _scope, receiver, code = _checked(request, api=True)
+    state, scope, receiver, code = _checked(request, api=True)
     session = state.session(request)
     if session is None:  # expired between the two checks
         raise web.HTTPUnauthorized(text="inloggning krävs", content_type="text/plain")
@@ -186,6 +191,9 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
         start = parse_positions(request.headers.get("Last-Event-ID") or request.query.get("from", ""))
     except ValueError:
         raise web.HTTPBadRequest(text="ogiltig position", content_type="text/plain") from None
+    topic = state.topics.deliver(receiver, code)
+    reads = state.access.session(state.read(scope, AccessChannel.web_stream, topic, receiver, code))
+    await reads.start()  # before anything is streamed (a KafkaError here is the middleware's 503)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                            "Cache-Control": "no-store", "X-Accel-Buffering": "no"})  # fmt: skip
     await response.prepare(request)
@@ -212,6 +220,7 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
                 item = render_item(record, message) if record is not None else None
                 if item is None:
                     continue
+                await reads.showing(1, [record.event_id] if isinstance(record, Delivery) else [])
                 await response.write(_event("item", item, format_positions(positions)))
                 last_write = time.monotonic()
                 metrics.items_pushed.labels(receiver).inc()
@@ -221,4 +230,9 @@ async def inbox_events(request: web.Request) -> web.StreamResponse:
         log.warning("web: live inbox %s.%s lost Kafka (%s)", receiver, code, type(exc).__name__)
     finally:
         metrics.sse_clients.dec()
+        try:
+            await reads.end()
+        except KafkaError as exc:  # what it showed is recorded already; only the total is missing
+            log.warning("web: the end of a live inbox session of %s.%s was not recorded (%s)", receiver, code,
+                        type(exc).__name__)  # fmt: skip
     return response

@@ -34,7 +34,8 @@ EVENT_TYPES = {
     "kommun.sig_referral": "Remiss till sociala insatsgrupper", "kommun.youth_activity": "Ungdomsaktivitet",
     "kommun.watch_area_registered": "Grannsamverkansområde registrerat",
     "kommun.citizen_promise_action": "Medborgarlöfte: kommunens åtgärd",
-    "kommun.safety_survey_result": "Resultat av trygghetsmätning",
+    "kommun.safety_survey_result": "Resultat av trygghetsmätning", "kommun.consent_given": "Samtycke lämnat",
+    "kommun.consent_withdrawn": "Samtycke återkallat",
 }  # fmt: skip
 
 BASES = {
@@ -54,6 +55,7 @@ FIELDS = {
     "households": "Hushåll", "contact_count": "Kontaktpersoner", "registered_on": "Registrerat",
     "participants": "Deltagare", "survey_id": "Mätning", "question": "Fråga",
     "share_feeling_unsafe": "Andel otrygga", "respondents": "Svarande", "year": "År",
+    "personnummer": "Personnummer", "person_ref": "Pseudonym",
 }  # fmt: skip
 
 DEADLETTER_REASONS = {

@@ -19,7 +19,7 @@ from aiohttp import web
 from hub import report
 from hub.charts import weekly_chart
 from hub.contract.errors import ContractError
-from hub.contract.outputs import AreaAlert
+from hub.contract.outputs import AccessChannel, AreaAlert
 from hub.kafka.read import read_to_end
 from hub.web import labels
 from hub.web.inbox import alert_period
@@ -138,6 +138,8 @@ async def lagesbild_page(request: web.Request) -> web.Response:
     periods = weekly_periods(rows, WEEKS)
     span = f"{periods[0]}–{periods[-1]}" if periods else "inga veckor ännu"
     watch = _watch_section(follow[0]) if len(codes) == 1 else Html("")
+    read = state.read(scope, AccessChannel.web_lagesbild, f"/lagesbild/{code}", "lagesbild", code)
+    await state.record_view(read, len(rows) + len(alerts))
     body = render(
         "<h1>{title}</h1>"
         "<p>Antal händelser per vecka och kategori som lämnat hubben till lägesbilden ({span}). Antal under 3 "

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hub.audit import TrailError, VerifyResult, read_trail, verify
 from hub.contract.errors import ContractError
-from hub.contract.outputs import Deadletter
+from hub.contract.outputs import AccessChannel, Deadletter
 from hub.kafka import clients
 from hub.kafka.read import read_to_end
 from hub.logsafety import redact
@@ -296,6 +296,10 @@ async def operator_page(request: web.Request) -> web.Response:
         data.cached("audit", data.audit), data.cached("reconcile", data.reconciliation),
     )  # fmt: skip
     group = data.state.settings.worker.app_id
+    if isinstance(dead, Deadletters):  # the dead letters' messages and positions are shown: a recorded read
+        shown = sum(len(v) for v in dead.latest.values())
+        read = data.state.read(scope, AccessChannel.web_operator, data.state.topics.deadletter)
+        await data.state.record_view(read, shown)
     body = render(
         "<h1>Drift</h1>"
         "<p>Läget för hubben just nu. Det som läses från Kafka återanvänds i högst {ttl} s. "

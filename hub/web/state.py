@@ -9,6 +9,8 @@ from urllib.parse import quote
 from aiohttp import web
 
 from hub import identity
+from hub.access import AccessLog, Read, web_accessor
+from hub.contract.outputs import AccessChannel, AccessPhase
 from hub.contract.serde import Serde
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
@@ -29,6 +31,22 @@ class WebState:
     metrics: WebMetrics = field(default_factory=WebMetrics)
     serde: Serde = field(default_factory=Serde)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _access: AccessLog | None = None
+
+    @property
+    def access(self) -> AccessLog:
+        """Where every read shown to a user is recorded first (``hub.access``, as ``web``): :mod:`hub.access`."""
+        if self._access is None:
+            self._access = AccessLog(self.kafka(), self.topics)
+        return self._access
+
+    def read(self, scope: Scope, channel: AccessChannel, target: str, receiver: str | None = None,
+             municipality_code: str | None = None) -> Read:  # fmt: skip
+        return Read(web_accessor(scope.username), channel, target, receiver, municipality_code)
+
+    async def record_view(self, read: Read, items: int, event_ids: list[str] | None = None) -> None:
+        """Record a page's read before the page is sent; a KafkaError (the middleware's 503) when it cannot be."""
+        await self.access.record(read, AccessPhase.view, items=items, event_ids=event_ids or [])
 
     def kafka(self, principal: str = identity.WEB) -> KafkaAccess:
         """Kafka as ``principal``: the web app reads each inbox as that inbox's own principal (``sig-1381``), so

@@ -83,7 +83,7 @@ def build_loop(settings: HubSettings, kafka: KafkaAccess) -> TransactionalLoop:
         group_id=w.app_id, transactional_id=f"{w.app_id}-{name}", instance_id=w.instance_id,
         session_timeout_ms=int(w.session_timeout_s * 1000), max_records=w.batch_max_records,
     )  # fmt: skip
-    sources = [*topics.sources(settings.municipality_codes), topics.lagesbild]
+    sources = [*topics.sources(settings.municipality_codes), topics.lagesbild, topics.access]
     anchors = FileAnchors(settings.audit_anchor_dir)
     return TransactionalLoop(kafka, sources, config, WorkerState(kafka, processor, anchors))
 
@@ -135,7 +135,7 @@ def create_app(settings: HubSettings, kafka: KafkaAccess) -> faust.App:
     app.hub_loop = loop  # type: ignore[attr-defined]
     app.service(BatchLoopService(loop))  # type: ignore[arg-type]  # an instance works too (App._prepare_subservice)
     topics = Topics(settings.topic_namespace)
-    source_topics = {*topics.sources(settings.municipality_codes), topics.lagesbild}
+    source_topics = {*topics.sources(settings.municipality_codes), topics.lagesbild, topics.access}
 
     @app.page("/health")
     async def health(view: View, request: Request) -> Response:

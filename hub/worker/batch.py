@@ -57,11 +57,14 @@ class BatchProcessor:
         out: list[Output | StateRecord] = []
         increments: dict[int, list[tuple[bytes, int]]] = {}
         made: list[dict[str, Any]] = []
-        lagesbild = self.topics.lagesbild
+        lagesbild, access = self.topics.lagesbild, self.topics.access
         with self.pipeline.batch():  # its metrics reach /metrics once per batch
             for m in messages:
                 if m.topic == lagesbild:
                     increments.setdefault(m.partition, []).append((m.value or b"", m.offset))
+                    continue
+                if m.topic == access:
+                    out += self.pipeline.record_access(m).outputs
                     continue
                 for table in self.tables:
                     table.current = m.partition

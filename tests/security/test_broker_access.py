@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from hub import identity
 from hub.contract.envelope import Event
-from hub.contract.outputs import AuditRecord, Deadletter, Delivery
+from hub.contract.outputs import AccessRecord, AuditRecord, Deadletter, Delivery
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
 from tests import factories as f
@@ -132,6 +132,19 @@ def test_nobody_but_the_worker_writes_deliveries_or_the_audit_trail(hub: HubUnde
         for topic in (hub.topics.deliver("socialtjanst", "1381"), hub.topics.audit, hub.topics.consent):
             with pytest.raises(TopicAuthorizationFailedError):
                 _produce(hub.kafka_as(principal), topic, forged)
+
+
+def test_only_the_tools_that_show_data_to_people_write_their_reads_and_no_agency_does(hub: HubUnderTest) -> None:
+    """Reads reach the trail through ``hub.access``; the tools' principals may write it (the control), a source
+    unit, the gateway or a connector may not — nor may a reader write the trail itself (above)."""
+    read = SERDE.encode(AccessRecord(access_id=str(uuid.uuid4()), accessor="sig-1381", channel="cli.tail",
+                                     target=hub.topics.deliver("sig", "1381"), phase="view", items=0, event_ids=[],
+                                     revealed=False, at=f.NOW))  # fmt: skip
+    for principal in ("sig-1381", identity.WEB, identity.OPERATOR):
+        _produce(hub.kafka_as(principal), hub.topics.access, read)
+    for principal in ("kommun-1381", "polisen", identity.GATEWAY, identity.SIMULATOR, "connector-polisen-feed"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            _produce(hub.kafka_as(principal), hub.topics.access, read)
 
 
 def test_a_forged_police_notice_from_a_municipality_is_never_delivered(hub: HubUnderTest) -> None:

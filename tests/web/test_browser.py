@@ -20,7 +20,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from hub.contract import events as ev
-from hub.contract.outputs import AreaAlert, Deadletter, Delivery, LagesbildAggregate
+from hub.contract.outputs import AreaAlert, AuditRecord, Deadletter, Delivery, LagesbildAggregate
 from tests import factories as f
 from tests.hub.support import HubUnderTest
 from tests.web.support import SCREENSHOTS, Login, WebUnderTest
@@ -105,13 +105,6 @@ def eid(event: ev.Event) -> str:
     return str(event.envelope.event_id)
 
 
-def sig_referral(pnr: str, municipality: str) -> ev.SigReferral:
-    return ev.SigReferral(
-        envelope=f.envelope("kommun.sig_referral", municipality, subject=pnr, data_class="personal_consent"),
-        payload=ev.SigReferralPayload(case_id=f"SIG-{municipality}-7", referred_by="socialtjänsten",
-                                      reason="Risk för fortsatt brottslighet"),
-    )  # fmt: skip
-
 
 def test_two_coordinators_see_only_their_own_live_inbox_update_without_reload(
     hub: HubUnderTest, web: WebUnderTest, users: dict[str, Login], browsers: Callable[[], WebDriver]
@@ -128,8 +121,8 @@ def test_two_coordinators_see_only_their_own_live_inbox_update_without_reload(
     live(halmstad)
 
     sig_person, other_person = f.make_pnr("20050111", "991"), f.make_pnr("20060222", "992")
-    laholm_sig = sig_referral(sig_person, "1381")
-    halmstad_sig = sig_referral(other_person, "1380")  # SIG in Halmstad: not Laholm SIG's business
+    laholm_sig = f.sig_referral(sig_person, "1381")
+    halmstad_sig = f.sig_referral(other_person, "1380")  # SIG in Halmstad: not Laholm SIG's business
     halmstad_minor = f.minor_suspected(municipality="1380", pnr=f.MINOR)
     laholm_minor = f.minor_suspected(municipality="1381", pnr=f.MINOR)  # Laholm's social services only
     hub.publish([f.consent("sig", sig_person, "1381"), laholm_sig, f.consent("sig", other_person, "1380"),
@@ -282,3 +275,51 @@ def test_operator_page_shows_dead_letters_lag_and_an_intact_audit_chain_without_
     screenshot(driver, "operator")
     # An operator sees no inbox.
     assert fetch_status(driver, "/inbox/sig/1381") == 403
+
+
+def _reads(hub: HubUnderTest, until: Callable[[list[AuditRecord]], bool]) -> list[AuditRecord]:
+    """The ``accessed`` records of the trail, read until ``until`` holds for them."""
+
+    def reads(got: dict[str, list[Any]]) -> list[AuditRecord]:
+        return [r for r in got[hub.topics.audit] if isinstance(r, AuditRecord) and r.decision.value == "accessed"]
+
+    return reads(hub.read([hub.topics.audit], quiet_s=0, until=lambda g: until(reads(g))))
+
+
+def test_every_page_view_and_live_session_is_recorded_in_the_audit_trail_before_it_is_shown(
+    hub: HubUnderTest, web: WebUnderTest, users: dict[str, Login], browsers: Callable[[], WebDriver]
+) -> None:
+    driver = browsers()
+    log_in(driver, web, users["laholm-sig"], "/inbox/sig/1381")
+    shown_at_load = int(driver.find_element(By.ID, "inbox-count").text)
+    live(driver)
+    person = f.make_pnr("20070303", "993")
+    referral = f.sig_referral(person, "1381")
+    hub.publish([f.consent("sig", person, "1381"), referral])
+    wait(driver, lambda d: item(d, eid(referral)), "the referral in the live inbox")
+    driver.get("about:blank")  # the coordinator leaves: the live session ends
+
+    inbox = hub.topics.deliver("sig", "1381")
+    mine = "web:laholm-sig"
+
+    def session_ended(records: list[AuditRecord]) -> bool:
+        return any(r.accessor == mine and r.channel == "web.stream" and r.phase == "end" for r in records)
+
+    records = [r for r in _reads(hub, session_ended) if r.accessor == mine]
+    views = [r for r in records if r.channel == "web.inbox"]
+    assert views, "the inbox page view is recorded"
+    assert any(v.items == shown_at_load and v.target == inbox and v.phase == "view" for v in views), views
+    stream = [r for r in records if r.channel == "web.stream"]
+    assert stream[0].phase == "start"
+    assert stream[-1].phase == "end"
+    pushed = [r for r in stream if r.phase == "progress"]
+    assert [r.event_ids for r in pushed if eid(referral) in (r.event_ids or [])] == [[eid(referral)]]
+    assert stream[-1].items == sum(r.items or 0 for r in pushed)
+    assert all((r.receiver, r.municipality_code, r.target) == ("sig", "1381", inbox) for r in records)
+    leaked = any(person in r.model_dump_json() for r in records)
+    assert not leaked
+
+    # The operations page shows dead letters: a recorded read of hub.deadletter by the operator.
+    log_in(browsers(), web, users["drift"], "/operator")
+    ops = _reads(hub, lambda rs: any(r.accessor == "web:drift" and r.channel == "web.operator" for r in rs))
+    assert {r.target for r in ops if r.accessor == "web:drift"} == {hub.topics.deadletter}
