@@ -39,8 +39,8 @@ def record_hash(record: AuditRecord) -> str:
     )  # fmt: skip
 
 
-V4_FIELDS = ("subject", "event_type", "municipality_code", "accessor", "channel", "target", "phase", "items",
-             "revealed")  # fmt: skip
+V4_FIELDS = ("subject", "event_type", "municipality_code", "accessor", "channel", "target", "phase", "session_id",
+             "items", "revealed")  # fmt: skip
 """The v4 fields that join the hashed content when set (``event_ids`` too, in every ``accessed`` record)."""
 
 
@@ -131,7 +131,8 @@ def access_fields(record: AccessRecord) -> dict[str, Any]:
     """The access part of the ``accessed`` audit record made of ``record`` (for :meth:`AuditChain.append_datum`)."""
     return {
         "accessor": record.accessor, "channel": record.channel, "target": record.target,
-        "phase": record.phase, "items": record.items, "event_ids": list(record.event_ids),
+        "phase": record.phase, "session_id": record.session_id, "items": record.items,
+        "event_ids": list(record.event_ids),
         "revealed": record.revealed,
     }  # fmt: skip
 
@@ -215,7 +216,8 @@ class AuditChain:
             "prev_hash": prev, "hash": digest, "partition": partition, "source_unit": source_unit,
             "credential": credential, "mac": None if self.sealer is None else self.sealer.record_mac(digest),
             "subject": subject, "event_type": event_type, "municipality_code": municipality_code,
-            "accessor": None, "channel": None, "target": None, "phase": None, "items": None, "event_ids": None,
+            "accessor": None, "channel": None, "target": None, "phase": None, "session_id": None, "items": None,
+            "event_ids": None,
             "revealed": None,
         }  # fmt: skip
         if access is not None:

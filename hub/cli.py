@@ -33,14 +33,27 @@ def _print_json(data: object) -> None:
 
 
 def _kafka_up(args: argparse.Namespace, settings: HubSettings) -> int:
-    from hub.kafka.local import BrokerError, broker_from_settings
+    from hub.kafka.cluster import LocalCluster, local_kafka
+    from hub.kafka.local import BrokerError
+    from hub.kafka.shape import forget_shape, read_shape
 
     if settings.kafka_bootstrap:
         print(f"HUB_KAFKA_BOOTSTRAP is set; using the existing cluster at {settings.kafka_bootstrap}")
         return 0
-    broker = broker_from_settings(settings)
-    print(f"starting Apache Kafka {broker.version} (KRaft) in {broker.home} ...", file=sys.stderr)
     try:
+        current = local_kafka(settings)
+        if args.nodes is not None and args.nodes != (len(current.nodes) if isinstance(current, LocalCluster) else 1):
+            if current.pid() is not None:
+                raise BrokerError(f"a {'cluster' if read_shape(settings.kafka_home) else 'single node'} runs in "
+                                  f"{settings.kafka_home}: `hub kafka down` first")  # fmt: skip
+            if args.nodes > 1 and (settings.kafka_home / "data" / "meta.properties").exists():
+                raise BrokerError(f"{settings.kafka_home} holds a single node's data; remove {settings.kafka_home} "
+                                  "(local data) to start a cluster there, or set HUB_LOCAL_KAFKA__HOME")  # fmt: skip
+            if args.nodes <= 1:
+                forget_shape(settings.kafka_home)
+        broker = local_kafka(settings, args.nodes)
+        size = f"{len(broker.nodes)} nodes" if isinstance(broker, LocalCluster) else "one node"
+        print(f"starting Apache Kafka {broker.version} (KRaft, {size}) in {broker.home} ...", file=sys.stderr)
         bootstrap = broker.up()
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -50,18 +63,39 @@ def _kafka_up(args: argparse.Namespace, settings: HubSettings) -> int:
 
 
 def _kafka_down(args: argparse.Namespace, settings: HubSettings) -> int:
-    from hub.kafka.local import broker_from_settings
+    from hub.kafka.cluster import local_kafka
 
-    broker = broker_from_settings(settings)
+    broker = local_kafka(settings)
     stopped = broker.down()
     print("stopped" if stopped else "not running")
     return 0
 
 
-def _kafka_status(args: argparse.Namespace, settings: HubSettings) -> int:
-    from hub.kafka.local import broker_from_settings
+def _kafka_node(args: argparse.Namespace, settings: HubSettings) -> int:
+    """``hub kafka stop-node N`` (kill -9, as a crash) and ``start-node N`` on a local cluster."""
+    from hub.kafka.cluster import LocalCluster, local_kafka
+    from hub.kafka.local import BrokerError
 
-    status = broker_from_settings(settings).status()
+    cluster = local_kafka(settings)
+    if not isinstance(cluster, LocalCluster):
+        print("error: no local cluster here (`hub kafka up --nodes 3` starts one)", file=sys.stderr)
+        return 2
+    try:
+        if args.kafka_command == "stop-node":
+            print("killed" if cluster.stop_node(args.node) else "not running")
+        else:
+            cluster.start_node(args.node)
+            print(f"node {args.node} runs at {cluster.node(args.node).bootstrap}")
+    except (ValueError, BrokerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    return 0
+
+
+def _kafka_status(args: argparse.Namespace, settings: HubSettings) -> int:
+    from hub.kafka.cluster import local_kafka
+
+    status = local_kafka(settings).status()
     if args.json:
         _print_json(status.as_dict())
     elif status.running:
@@ -154,10 +188,11 @@ def _kafka_tool(args: argparse.Namespace, settings: HubSettings) -> int:
     """One of Kafka's own tools from the pinned release, e.g. with ``--command-config`` from client-config."""
     import subprocess
 
-    from hub.kafka.local import TOOLS_LOG4J_CONFIG, BrokerError, broker_from_settings
+    from hub.kafka.cluster import local_kafka
+    from hub.kafka.local import TOOLS_LOG4J_CONFIG, BrokerError
 
     try:
-        classpath = broker_from_settings(settings).classpath()
+        classpath = local_kafka(settings).classpath()
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -167,9 +202,9 @@ def _kafka_tool(args: argparse.Namespace, settings: HubSettings) -> int:
 
 
 def _kafka_logs(args: argparse.Namespace, settings: HubSettings) -> int:
-    from hub.kafka.local import broker_from_settings
+    from hub.kafka.cluster import local_kafka
 
-    print(broker_from_settings(settings).log_tail(args.lines))
+    print(local_kafka(settings).log_tail(args.lines))
     return 0
 
 
@@ -237,9 +272,9 @@ def _add_schemas_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def ensure_kafka(settings: HubSettings) -> None:
     """Exit with one line unless HUB_KAFKA_BOOTSTRAP is set or the local broker runs."""
-    from hub.kafka.local import broker_from_settings
+    from hub.kafka.cluster import local_kafka
 
-    if not settings.kafka_bootstrap and broker_from_settings(settings).pid() is None:
+    if not settings.kafka_bootstrap and local_kafka(settings).pid() is None:
         raise SystemExit("error: no Kafka: set HUB_KAFKA_BOOTSTRAP or start the local broker with `hub kafka up`")
 
 
@@ -294,17 +329,19 @@ def _topics_create(args: argparse.Namespace, settings: HubSettings) -> int:
     import asyncio
 
     from hub import identity
-    from hub.kafka.admin import TopicCreationError, ensure_topics, hub_topics, replication_below
+    from hub.kafka.admin import TopicCreationError, ensure_topics, hub_topics, replication_below, replication_policy
     from hub.kafka.provision import apply_acls
 
     access = resolve_access(settings, identity.ADMIN)
-    specs, rf = hub_topics(settings), settings.worker.replication_factor
+    specs, policy = hub_topics(settings), asyncio.run(replication_policy(access, settings))
+    rf = policy.factor
     try:
-        created = asyncio.run(ensure_topics(access, specs, rf))
+        created = asyncio.run(ensure_topics(access, specs, policy))
     except TopicCreationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"created {len(created)} topics with replication factor {rf}" if created else "all topics exist")
+    print(f"created {len(created)} topics with replication factor {rf}, min.insync.replicas {policy.min_insync}"
+          if created else "all topics exist")  # fmt: skip
     low = asyncio.run(replication_below(access, specs, rf))
     for name, factor in sorted(low.items()):
         print(f"warning: {name} has replication factor {factor}, below HUB_WORKER__REPLICATION_FACTOR={rf} "
@@ -461,14 +498,14 @@ def _audit_subject(args: argparse.Namespace, settings: HubSettings) -> int:
         return 2
     del text
     topics = Topics(settings.topic_namespace)
-    kafka = resolve_access(settings, identity.OPERATOR)
+    kafka = resolve_access(settings, identity.REGISTRAR)
 
     async def run() -> Extract:
         trail = await read_trail(kafka, topics.audit)
         extract = build((r for _p, _o, r in trail if isinstance(r, AuditRecord)), person_key)
         reads = AccessLog(kafka, topics)
         try:  # the extract is itself a read of the trail about this person: recorded before it is shown
-            await reads.record(Read(kafka.principal or identity.OPERATOR, AccessChannel.cli_audit_subject,
+            await reads.record(Read(kafka.principal or identity.REGISTRAR, AccessChannel.cli_audit_subject,
                                     topics.audit, subject=person_key), items=len(extract.events))  # fmt: skip
         finally:
             await reads.stop()
@@ -751,10 +788,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     kafka = sub.add_parser("kafka", help="the local Apache Kafka broker (KRaft) for development and tests")
     ksub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
-    ksub.add_parser("up", help="start the broker (idempotent); prints the bootstrap address").set_defaults(
-        handler=_kafka_up
-    )
-    ksub.add_parser("down", help="stop the broker cleanly").set_defaults(handler=_kafka_down)
+    kup = ksub.add_parser("up", help="start the broker, or a cluster (idempotent); prints the bootstrap address")
+    kup.add_argument("--nodes", type=int, default=None, metavar="N",
+                     help="N combined broker+controller nodes (3: replication 3, min.insync.replicas 2); default: "
+                          "the shape last started here, else 1")  # fmt: skip
+    kup.set_defaults(handler=_kafka_up)
+    ksub.add_parser("down", help="stop the broker (every node) cleanly").set_defaults(handler=_kafka_down)
+    for action, what in (("stop-node", "kill -9 node N of the local cluster (a crash)"),
+                         ("start-node", "start node N of the local cluster again; returns once it is back")):
+        kn = ksub.add_parser(action, help=what)
+        kn.add_argument("node", type=int, metavar="N")
+        kn.set_defaults(handler=_kafka_node)
     st = ksub.add_parser("status", help="running or not, and where (exit 3 when not running)")
     st.add_argument("--json", action="store_true", help="one JSON object")
     st.set_defaults(handler=_kafka_status)

@@ -40,7 +40,8 @@ from hub.identity import PER_MUNICIPALITY, SourceUnit, source_units
 from hub.kafka import clients
 from hub.kafka.admin import ensure_topics, hub_topics
 from hub.kafka.clients import KafkaAccess
-from hub.kafka.local import broker_from_settings, free_port
+from hub.kafka.cluster import local_kafka
+from hub.kafka.local import free_port
 from hub.kafka.provision import apply_acls
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
@@ -91,7 +92,7 @@ class Demo:
         if self.settings.kafka_bootstrap:
             self.bootstrap = self.settings.kafka_bootstrap
             return
-        broker = broker_from_settings(self.settings)
+        broker = local_kafka(self.settings)
         self.started_broker = broker.pid() is None
         print(f"starting Apache Kafka {broker.version} ..." if self.started_broker else "using the running broker")
         self.bootstrap = broker.up()
@@ -142,7 +143,7 @@ class Demo:
             except subprocess.TimeoutExpired:
                 proc.kill()
         if self.started_broker:
-            broker_from_settings(self.settings).down()
+            local_kafka(self.settings).down()
 
     # -- feeds ---------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ WORKER = "worker"
 GATEWAY = "gateway"
 WEB = "web"
 OPERATOR = "operator"
+REGISTRAR = "registrar"
 SIMULATOR = "connector-simulator"
 POLISEN_FEED = "connector-polisen-feed"
 
@@ -118,6 +119,7 @@ def principals(codes: Iterable[str], county_code: str) -> list[Principal]:
                                       "credential the request authenticated with"),
         Principal(WEB, "service", "the web app's operations page: reads the trails"),
         Principal(OPERATOR, "operator", "people in operations: read every hub topic (reconcile, audit verify)"),
+        Principal(REGISTRAR, "operator", "the registrar: register extracts (hub audit subject) from the audit trail"),
         Principal(SIMULATOR, "connector", "the traffic simulator (test series only): writes agency topics"),
         Principal(POLISEN_FEED, "connector", "the police open-feed connector", unit=SourceUnit("polisen")),
     ]

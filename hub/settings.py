@@ -36,6 +36,8 @@ class LocalKafkaSettings(BaseModel):
     """Inter-broker port (mutual TLS); also where ``hub kafka up`` provisions users and ACLs."""
     heap: str = "512m"
     """Maximum JVM heap (``-Xmx``)."""
+    cluster_heap: str = "384m"
+    """Maximum JVM heap of each node of ``hub kafka up --nodes N`` (three fit beside the hub on 2 cores)."""
     home: Path | None = None
     """Where broker data, logs and the pid file live; defaults to ``<HUB_STATE_DIR>/kafka``."""
     start_timeout_s: float = 90.0
@@ -127,8 +129,11 @@ class WorkerSettings(BaseModel):
 
     app_id: str = "samverkan-hub"
     """faust app id = the consumer group every worker joins to share the partitions."""
-    replication_factor: int = 1
-    """Replication of the topics the hub creates (3 on the operators' cluster)."""
+    replication_factor: int | None = None
+    """Replication of the topics the hub creates; unset: the cluster's size up to 3 (1 on one node, 3 on the
+    operators' cluster and on ``hub kafka up --nodes 3``)."""
+    min_insync_replicas: int | None = None
+    """``min.insync.replicas`` of the topics the hub creates; unset: 2 at replication 3 or more, else all."""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     """Port of the worker's /health, /ready and /metrics."""
@@ -225,6 +230,9 @@ class WebSettings(BaseModel):
     login_failure_window_s: float = 900.0
     operator_cache_s: float = 10.0
     """How long the operations page reuses what it read (audit chain, dead letters, lag) before reading again."""
+    health_check_s: float = 60.0
+    """Seconds between the web app's checks of the audit chain and of the topics' replication, exported as
+    ``hub_audit_chain_intact`` and ``hub_under_replicated_partitions`` for alerting (deploy/prometheus)."""
 
 
 class AuditSettings(BaseModel):

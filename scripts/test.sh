@@ -12,6 +12,13 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
   $SUDO apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >&2
 fi
+# The monitoring test runs Debian's Prometheus (and promtool) against the live processes.
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  echo "== installing Debian prometheus for the monitoring test" >&2
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >&2
+fi
 
 echo "== ruff" >&2
 .venv/bin/ruff check hub connectors tests bench
@@ -22,6 +29,7 @@ echo "== mypy --strict (hub, connectors)" >&2
 export HUB_TEST_KAFKA_HOME="$PWD/.hub/test-kafka-$$"
 cleanup() {
   pkill -f "kafka.Kafka .*${HUB_TEST_KAFKA_HOME}" 2>/dev/null || true
+  pkill -f "kafka.Kafka .*$PWD/test-artifacts/" 2>/dev/null || true  # a test's own cluster (tests/cluster)
   rm -rf "$HUB_TEST_KAFKA_HOME"
 }
 trap cleanup EXIT

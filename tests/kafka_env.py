@@ -8,6 +8,7 @@ processes connect as their principals the way the hub does everywhere: over TLS 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from hub import identity
 from hub.kafka.clients import KafkaAccess, access_as
@@ -26,3 +27,18 @@ def security_env() -> dict[str, str]:
 def access(bootstrap: str, principal: str = identity.ADMIN) -> KafkaAccess:
     """The session broker as ``principal`` (default: the super user, for test set-up and checks)."""
     return access_as(HubSettings(kafka_bootstrap=bootstrap), principal)
+
+
+def kafka_processes_of(home: Path) -> list[str]:
+    """The command lines of the live ``kafka.Kafka`` processes whose command line names ``home``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "kafka.Kafka" in cmdline and str(home) in cmdline:
+                found.append(cmdline)
+    return found
+

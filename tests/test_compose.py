@@ -810,6 +810,21 @@ def test_dashboard_queries_use_only_metrics_the_hub_exposes() -> None:
     assert any("(0.99," in e for e in quantiles)
 
 
+def test_the_alerting_rules_are_loaded_and_use_only_metrics_the_hub_exposes() -> None:
+    mounts = {v["source"]: v["target"] for v in _volumes(_services()["prometheus"]) if v["type"] == "bind"}
+    assert mounts.get("./deploy/prometheus/alerts.yml") == "/etc/prometheus/alerts.yml"
+    config = yaml.safe_load(PROMETHEUS.read_text(encoding="utf-8"))
+    assert config["rule_files"] == ["alerts.yml"]  # beside prometheus.yml in the container
+    rules = yaml.safe_load((PROMETHEUS.parent / "alerts.yml").read_text(encoding="utf-8"))
+    alerts = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"]}
+    assert {"HubConsumerLagHigh", "HubDeadLettersRising", "HubAuditChainBroken",
+            "HubUnderReplicatedPartitions"} <= set(alerts)  # fmt: skip
+    known = _exposed_metric_names() | _PROMETHEUS_BUILTINS
+    for name, expr in alerts.items():
+        unknown = metric_names_in(expr) - known
+        assert not unknown, f"{name}: {expr!r} uses metrics the hub does not expose: {sorted(unknown)}"
+
+
 def test_metric_name_extraction_catches_a_wrong_name() -> None:
     assert metric_names_in('sum by (reason) (rate(hub_refusal_total{job="x"}[5m]))') == {"hub_refusal_total"}
     assert "hub_refusal_total" not in _exposed_metric_names()

@@ -168,6 +168,8 @@ class AuditRecord(ContractRecord):
     """``accessed``: the topic or page read; v4."""
     phase: str | None = None
     """``accessed``: ``view``, or a session's ``start``, ``progress``, ``end``; v4."""
+    session_id: str | None = None
+    """``accessed``: the session its ``start``, ``progress`` and ``end`` records share; v4."""
     items: Int64 | None = None
     """``accessed``: how many records were shown; v4."""
     event_ids: list[str] | None = None

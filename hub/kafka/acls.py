@@ -12,7 +12,8 @@ exactly what a binding below allows, nothing else. The rules (docs/security.md h
 - operators, and the web app's operations page (it reconciles), READ every topic; the web app reads an
   inbox as that inbox's own principal;
 - the tools that show data to a person (the web app as ``web``, ``hub tail`` as an inbox's principal,
-  ``hub audit subject`` as an operator) WRITE ``hub.access``, the reads on their way into the trail;
+  ``hub audit subject`` as ``registrar``, who READs only ``hub.audit``) WRITE ``hub.access``, the reads on
+  their way into the trail;
 - ``admin`` is the one super user (topics, ACLs, users, repair).
 
 The admin operations aiokafka lacks (ACLs, SCRAM users) use confluent-kafka's AdminClient (librdkafka).
@@ -78,6 +79,8 @@ def grants_for(principal: Principal, *, namespace: str, app_id: str) -> list[Gra
         ]
     if p in (identity.GATEWAY, identity.SIMULATOR):
         return [*_topic(p, "PREFIXED", agency_prefix, "WRITE", "DESCRIBE"), idempotent]
+    if p == identity.REGISTRAR:  # the audit trail, to read a person's decisions from, and the extract's record
+        return [*_topic(p, "LITERAL", t.audit, "READ", "DESCRIBE"), *record_reads]
     if principal.kind == "operator" or p == identity.WEB:
         everything: tuple[Pattern, str] = ("PREFIXED", namespace) if namespace else ("LITERAL", "*")
         return [
@@ -85,7 +88,7 @@ def grants_for(principal: Principal, *, namespace: str, app_id: str) -> list[Gra
             Grant(p, "GROUP", everything[0], everything[1], "DESCRIBE"),
             Grant(p, "GROUP", "PREFIXED", f"{p}.", "READ"),
             Grant(p, "BROKER", "LITERAL", CLUSTER, "DESCRIBE"),
-            *record_reads,
+            *(record_reads if p == identity.WEB else []),  # operators stay read-only (Kafka UI runs as one)
         ]
     if principal.kind in ("agency", "connector") and principal.unit is not None:
         return [*_topic(p, "LITERAL", t.unit(principal.unit), "WRITE", "DESCRIBE"), idempotent]

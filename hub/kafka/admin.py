@@ -13,6 +13,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from hub import retention
 from hub.kafka import clients
 from hub.kafka.clients import KafkaAccess
+from hub.kafka.metadata import broker_ids
+from hub.kafka.shape import min_isr_for
 from hub.retention import Retention
 from hub.rules.receivers import RECEIVERS
 from hub.settings import HubSettings
@@ -56,21 +58,40 @@ def hub_topics(settings: HubSettings, replication: int = 1) -> list[TopicSpec]:
     return specs
 
 
-async def ensure_topics(kafka: KafkaAccess, specs: list[TopicSpec], replication: int = 1) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+@dataclass(frozen=True)
+class Replication:
+    """How the hub's topics are replicated: the one place the topics job, the worker and the tests ask."""
+
+    factor: int
+    min_insync: int
+
+
+async def replication_policy(kafka: KafkaAccess, settings: HubSettings) -> Replication:
+    """``HUB_WORKER__REPLICATION_FACTOR`` / ``__MIN_INSYNC_REPLICAS``, else the cluster's size up to 3 and
+    2 of 3 (:func:`hub.kafka.shape.min_isr_for`)."""
+    w = settings.worker
+    factor = w.replication_factor or min(3, max(1, len(await broker_ids(kafka))))
+    return Replication(factor, w.min_insync_replicas or min_isr_for(factor))
+
+
+async def ensure_topics(kafka: KafkaAccess, specs: list[TopicSpec], replication: int | Replication = 1) -> list[str]:
+    """Create the topics that do not exist yet (with ``replication``'s factor and min.insync.replicas); return the
+    names created."""
+    policy = replication if isinstance(replication, Replication) else Replication(replication, min_isr_for(replication))
     admin = clients.admin(kafka)
     try:  # stopped even when starting fails (the broker may be down)
         await admin.start()
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            new = [NewTopic(s.name, s.partitions, replication, topic_configs=s.config) for s in missing]
+            isr = {"min.insync.replicas": str(policy.min_insync)}
+            new = [NewTopic(s.name, s.partitions, policy.factor, topic_configs={**s.config, **isr}) for s in missing]
             try:
                 response = await admin.create_topics(new)
             except TopicAlreadyExistsError:
                 log.info("some topics were created concurrently")
             else:
-                _raise_topic_errors(response, replication)
+                _raise_topic_errors(response, policy.factor)
         return [s.name for s in missing]
     finally:
         await admin.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from hub.kafka.shape import bootstrap_list, read_shape
 from hub.settings import HubSettings
 
 
@@ -126,7 +127,8 @@ def bootstrap_of(settings: HubSettings) -> str:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     lk = settings.local_kafka
-    return f"{lk.host}:{lk.port}"
+    shape = read_shape(settings.kafka_home)  # a local cluster: every node, so any one of them may be down
+    return bootstrap_list(lk.host, lk.port, shape.nodes if shape else 1)
 
 
 def _read_secret(path: Path, principal: str) -> SecretStr:

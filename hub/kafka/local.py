@@ -35,6 +35,7 @@ from hub.deadline import Deadline, DeadlineExceeded
 from hub.kafka.clients import KafkaAccess
 from hub.kafka.metadata import wait_until_ready
 from hub.kafka.pki import BROKER_CN, Pki
+from hub.kafka.shape import min_isr_for
 from hub.settings import HubSettings
 
 _HERE = Path(__file__).resolve().parent
@@ -93,8 +94,21 @@ class LocalBroker:
         start_timeout_s: float = 90.0,
         provision: Callable[[KafkaAccess, Pki], None] | None = None,
         plaintext_for_benchmark: bool = False,
+        node_id: int = 1,
+        voters: dict[int, int] | None = None,
+        cluster_id: str | None = None,
+        replication: int = 1,
+        pki_root: Path | None = None,
     ) -> None:
         self.home = home.resolve()
+        self.node_id = node_id
+        self.voters = voters or {node_id: controller_port}
+        """The KRaft controller quorum: node id → controller port (on ``host``); one node: itself."""
+        self.cluster_id = cluster_id
+        """Formatted into the storage; a cluster's nodes share one (None: a new random one)."""
+        self.replication = replication
+        """Replication of the internal topics and default of new topics (a cluster of 3: 3, min ISR 2)."""
+        self._pki_root = (pki_root or self.home / "security").resolve()
         self.version = version
         self.host = host
         self.port = port
@@ -123,7 +137,7 @@ class LocalBroker:
 
     @property
     def pki(self) -> Pki:
-        return Pki(self.home / "security")
+        return Pki(self._pki_root)
 
     def admin_access(self) -> KafkaAccess:
         """The super user ``admin`` over SASL_SSL (what ``hub kafka client-config admin`` prints)."""
@@ -208,10 +222,12 @@ class LocalBroker:
         else:
             security = {"listener.security.protocol.map": "CLIENT:SASL_SSL,INTERNAL:SSL,CONTROLLER:SSL",
                         **secured_listener_properties(self.pki.ensure_broker(self.host), self.pki.ca_file)}
+        rf, min_isr = str(self.replication), str(min_isr_for(self.replication))
+        voters = ",".join(f"{n}@{self.host}:{p}" for n, p in sorted(self.voters.items()))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{controller}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             "listeners": f"CLIENT://{client},INTERNAL://{internal},CONTROLLER://{controller}",
             "advertised.listeners": f"CLIENT://{client},INTERNAL://{internal}",
             "controller.listener.names": "CONTROLLER",
@@ -219,15 +235,16 @@ class LocalBroker:
             **security,
             "log.dirs": str(self.data_dir),
             "num.partitions": str(self.num_partitions),
-            # One node: internal topics must have replication factor 1 so transactions and groups work.
-            "offsets.topic.replication.factor": "1",
+            # One node: internal topics must have replication factor 1 so transactions and groups work; a
+            # cluster of three replicates everything three times and acknowledges acks=all writes on two.
+            "offsets.topic.replication.factor": rf,
             "offsets.topic.num.partitions": "8",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "log.retention.hours": "168",
             "log.segment.bytes": str(64 * 1024 * 1024),
@@ -247,7 +264,7 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists():
             return
         # A cluster id may start with "-": pass it as --cluster-id=<id> so it is never read as an option.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         cmd = self._java(
             classpath, "kafka.tools.StorageTool",
             "format", f"--cluster-id={cluster_id}", "-c", str(self.properties_file), "--ignore-formatted",
@@ -275,19 +292,7 @@ class LocalBroker:
         if (self.data_dir / "meta.properties").exists() and not self.pki.ca_file.exists() and not self.plaintext:
             raise BrokerError(f"{self.data_dir} holds a broker formatted before the broker was secured; remove "
                               f"{self.home} (its data is local test data) and run `hub kafka up` again")
-        for d in (self.home, self.data_dir, self.logs_dir):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(d, 0o700)  # broker data and logs are not world-readable
-        classpath = self.classpath()
-        self.write_properties()
-        self.format_storage(classpath)
-        cmd = self._java(classpath, "kafka.Kafka", str(self.properties_file), heap=self.heap)
-        with self.console_log.open("ab") as console:
-            proc = subprocess.Popen(
-                cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, cwd=self.home,
-            )  # fmt: skip
-        self.pid_file.write_text(str(proc.pid))
+        proc = self.launch(self.classpath())
         try:
             deadline = Deadline(self.start_timeout_s, f"Kafka at {self.bootstrap}")
             if not self.plaintext:
@@ -300,6 +305,31 @@ class LocalBroker:
             raise BrokerError(f"Kafka did not start: {exc}\n--- last lines of the broker's log ---\n"
                               f"{self.failure_report(40)}") from exc
         return self.bootstrap
+
+    def launch(self, classpath: str) -> subprocess.Popen[bytes]:
+        """Format the storage (once) and start the node's java process; return at once (not yet ready)."""
+        for d in (self.home, self.data_dir, self.logs_dir):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)  # broker data and logs are not world-readable
+        self.write_properties()
+        self.format_storage(classpath)
+        cmd = self._java(classpath, "kafka.Kafka", str(self.properties_file), heap=self.heap)
+        with self.console_log.open("ab") as console:
+            proc = subprocess.Popen(
+                cmd, stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.home,
+            )  # fmt: skip
+        self.pid_file.write_text(str(proc.pid))
+        return proc
+
+    def kill(self) -> bool:
+        """kill -9 the node (a crash, for fault tests); True if it was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        self._kill(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
 
     def _provision(self) -> None:
         if self.provision is not None:
@@ -394,6 +424,10 @@ def secured_listener_properties(keystore: Path, ca_file: Path) -> dict[str, str]
     }
 
 
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -447,11 +481,6 @@ def broker_from_settings(settings: HubSettings) -> LocalBroker:
         num_partitions=lk.num_partitions,
         start_timeout_s=lk.start_timeout_s,
     )
-
-
-def bootstrap_address(settings: HubSettings) -> str:
-    """The cluster to use: ``HUB_KAFKA_BOOTSTRAP``, else the local broker's address."""
-    return settings.kafka_bootstrap or broker_from_settings(settings).bootstrap
 
 
 def free_port() -> int:

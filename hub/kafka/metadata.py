@@ -17,21 +17,7 @@ from hub.kafka.clients import KafkaAccess
 
 async def cluster_answers(access: KafkaAccess, timeout_s: float = 5.0) -> bool:
     """True when a broker answers an authenticated metadata request and reports at least one broker."""
-    client = clients.client(access, request_timeout_ms=int(timeout_s * 1000))
-    # A broker that is still starting refuses connections; that is the expected answer here, not an error.
-    aiokafka_log = logging.getLogger("aiokafka")
-    level = aiokafka_log.level
-    aiokafka_log.setLevel(logging.CRITICAL)
-    try:
-        await asyncio.wait_for(client.bootstrap(), timeout_s)
-        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
-        return bool(metadata.brokers())
-    except (KafkaError, OSError, TimeoutError):
-        return False
-    finally:
-        aiokafka_log.setLevel(level)
-        with contextlib.suppress(Exception):
-            await client.close()
+    return bool(await broker_ids(access, timeout_s))
 
 
 def wait_until_ready(
@@ -47,3 +33,22 @@ def wait_until_ready(
             raise RuntimeError("the broker process exited before it became ready")
         deadline.check()
         time.sleep(0.5)
+
+
+async def broker_ids(access: KafkaAccess, timeout_s: float = 5.0) -> set[int]:
+    """The node ids of the brokers the cluster's metadata lists now (empty when it does not answer)."""
+    # A broker that is still starting refuses connections; that is the expected answer here, not an error.
+    client = clients.client(access, request_timeout_ms=int(timeout_s * 1000))
+    aiokafka_log = logging.getLogger("aiokafka")
+    level = aiokafka_log.level
+    aiokafka_log.setLevel(logging.CRITICAL)
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout_s)
+        metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout_s)
+        return {b.nodeId for b in metadata.brokers()}
+    except (KafkaError, OSError, TimeoutError):
+        return set()
+    finally:
+        aiokafka_log.setLevel(level)
+        with contextlib.suppress(Exception):
+            await client.close()

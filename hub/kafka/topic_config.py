@@ -29,8 +29,9 @@ def _client(access: KafkaAccess) -> object:
     return AdminClient({**access.librdkafka_config(), "log_level": 3})
 
 
-def current_configs(access: KafkaAccess, names: list[str], timeout_s: float = 30.0) -> dict[str, dict[str, str]]:
-    """The owned keys of each existing topic (a topic that does not exist is left out)."""
+def current_configs(access: KafkaAccess, names: list[str], timeout_s: float = 30.0,
+                    keys: tuple[str, ...] = OWNED) -> dict[str, dict[str, str]]:  # fmt: skip
+    """``keys`` (default: the owned ones) of each existing topic (a topic that does not exist is left out)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import ConfigResource, ResourceType
 
@@ -42,7 +43,7 @@ def current_configs(access: KafkaAccess, names: list[str], timeout_s: float = 30
             entries = fut.result(timeout=timeout_s)
         except KafkaException:
             continue  # no such topic
-        out[res.name] = {k: v.value for k, v in entries.items() if k in OWNED and v.value is not None}
+        out[res.name] = {k: v.value for k, v in entries.items() if k in keys and v.value is not None}
     return out
 
 

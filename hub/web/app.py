@@ -218,6 +218,7 @@ def create_app(settings: HubSettings, *, bootstrap: str | None = None, state: We
 
     async def start(_: web.Application) -> None:
         sampler.append(asyncio.create_task(operator.sample_forever()))
+        sampler.append(asyncio.create_task(operator.check_forever()))
 
     async def shutdown(_: web.Application) -> None:
         state.stop.set()  # live streams and the sampler end within a second

@@ -31,3 +31,13 @@ class WebMetrics:
         self.logins = Counter("hub_web_logins", "Successful logins", registry=r)
         self.forbidden = Counter("hub_web_forbidden", "Requests refused because they were outside the user's scope",
                                  ["route"], registry=r)  # fmt: skip
+        # The operators' health checks (every HUB_WEB__HEALTH_CHECK_S), for the alerting rules:
+        self.audit_intact = Gauge("hub_audit_chain_intact", "1 when the audit trail's hash chains were intact at "
+                                  "the last check, 0 when a break was found (hub audit verify names it)",
+                                  registry=r)  # fmt: skip
+        self.audit_records = Gauge("hub_audit_records_checked", "Audit records read by the last chain check",
+                                   registry=r)  # fmt: skip
+        self.under_replicated = Gauge("hub_under_replicated_partitions", "Partitions of the hub's topics with "
+                                      "fewer in-sync replicas than replicas at the last check", registry=r)
+        self.checked_at = Gauge("hub_health_checked_timestamp_seconds", "When a health check last completed",
+                                ["check"], registry=r)  # fmt: skip

@@ -124,6 +124,46 @@ class OperatorData:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.state.stop.wait(), SAMPLE_EVERY_S)
 
+    # -- health checks for alerting ------------------------------------------------------------------
+
+    async def check_forever(self) -> None:
+        """Every ``HUB_WEB__HEALTH_CHECK_S``: the audit chain and the topics' replication, as gauges."""
+        while not self.state.stop.is_set():
+            await self.check_health()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.state.stop.wait(), self.state.settings.web.health_check_s)
+
+    async def check_health(self) -> None:
+        metrics = self.state.metrics
+        try:
+            result = await self.audit()
+        except TrailError:
+            metrics.audit_intact.set(0)
+        except Exception as exc:  # unreadable now: the gauge keeps its last value, the check's time goes stale
+            log.warning("web: the audit chain check could not read the trail (%s)", type(exc).__name__)
+        else:
+            metrics.audit_intact.set(1 if result.ok else 0)
+            metrics.audit_records.set(result.records)
+            metrics.checked_at.labels("audit").set(time.time())
+        try:
+            metrics.under_replicated.set(await self.under_replicated())
+            metrics.checked_at.labels("replication").set(time.time())
+        except Exception as exc:
+            log.warning("web: the replication check failed (%s)", type(exc).__name__)
+
+    async def under_replicated(self) -> int:
+        """Partitions of the hub's topics whose in-sync replicas are fewer than their replicas."""
+        from hub.kafka.admin import hub_topics
+
+        admin = clients.admin(self.state.kafka())
+        try:
+            await admin.start()
+            described = await admin.describe_topics([s.name for s in hub_topics(self.state.settings)])
+        finally:
+            await admin.close()
+        return sum(len(p.get("isr", [])) < len(p.get("replicas", [])) for t in described
+                   for p in t.get("partitions") or [])  # fmt: skip
+
     def rate(self) -> float | None:
         """Events per second over the samples of the last minute."""
         if len(self.samples) < 2:

@@ -178,13 +178,13 @@ def run_worker(settings: HubSettings, kafka: KafkaAccess, loglevel: str = "info"
     from faust.worker import Worker
 
     from hub.contract.schema_topic import publish_schemas
-    from hub.kafka.admin import ensure_topics, hub_topics
+    from hub.kafka.admin import ensure_topics, hub_topics, replication_policy
     from hub.worker.allocator import fix_mmap_threshold
 
     fix_mmap_threshold()  # before RocksDB allocates anything: its flushes' blocks go back to the system
 
     async def prepare() -> None:
-        await ensure_topics(kafka, hub_topics(settings), settings.worker.replication_factor)
+        await ensure_topics(kafka, hub_topics(settings), await replication_policy(kafka, settings))
         producer = clients.producer(kafka, enable_idempotence=True, acks="all")
         await producer.start()
         try:

@@ -72,17 +72,18 @@ def test_hub_tail_records_who_read_which_inbox_how_much_and_whether_identities_w
 def test_the_register_extract_lists_exactly_a_persons_decisions_and_reads_and_is_itself_recorded(
     hub: HubUnderTest, tmp_path: Path
 ) -> None:
-    person, other = f.make_pnr("20050111", "991"), f.make_pnr("20060222", "992")
+    person, other = f.make_pnr("20110707", "994"), f.make_pnr("20060222", "992")  # a 15-year-old, an adult
     laholm, halmstad = f.sig_referral(person, "1381"), f.sig_referral(person, "1380")  # no consent in Halmstad
-    released = f.release(home="1381", pnr=person)  # to SIG on the consent; social services have none
+    minor = f.minor_suspected(municipality="1381", pnr=person)  # to Laholm's social services by statute
     not_theirs = f.sig_referral(other, "1381")
-    hub.publish([f.consent("sig", person, "1381"), f.consent("sig", other, "1381"), laholm, halmstad, released,
+    hub.publish([f.consent("sig", person, "1381"), f.consent("sig", other, "1381"), laholm, halmstad, minor,
                  not_theirs])  # fmt: skip
-    inbox = hub.topics.deliver("sig", "1381")
-    hub.read([inbox], until=lambda g: len(g[inbox]) >= 3, quiet_s=0)
-    read = cli(hub, "tail", "sig", "-m", "1381", "--from-beginning", "--max", "3")  # Laholm SIG reads all three
-    assert read.returncode == 0, read.stderr
-    accessed(hub, lambda rs: any(r.channel == "cli.tail" and r.phase == "end" and r.target == inbox for r in rs))
+    sig, social = hub.topics.deliver("sig", "1381"), hub.topics.deliver("socialtjanst", "1381")
+    hub.read([sig, social], until=lambda g: len(g[sig]) >= 2 and len(g[social]) >= 1, quiet_s=0)
+    for args in (("sig", "--max", "2"), ("socialtjanst", "--max", "1", "--reveal")):  # each inbox's own principal
+        read = cli(hub, "tail", args[0], "-m", "1381", "--from-beginning", *args[1:])
+        assert read.returncode == 0, read.stderr
+    accessed(hub, lambda rs: {r.target for r in rs if r.channel == "cli.tail" and r.phase == "end"} >= {sig, social})
 
     report = tmp_path / "registerutdrag.html"
     done = cli(hub, "audit", "subject", "--json", "--html", str(report), stdin=f"{person}\n")
@@ -90,34 +91,36 @@ def test_the_register_extract_lists_exactly_a_persons_decisions_and_reads_and_is
     leaked = person in done.stdout + done.stderr or other in done.stdout  # booleans: never print the number
     assert not leaked
     x = json.loads(done.stdout)
-    eid = {str(e.envelope.event_id): name for name, e in
-           {"laholm": laholm, "halmstad": halmstad, "released": released}.items()}
+    named = {"laholm": laholm, "halmstad": halmstad, "minor": minor}
+    eid = {str(e.envelope.event_id): name for name, e in named.items()}
     events = {eid.get(e["event_id"], "consent" if e["event_type"] == "kommun.consent_given" else e["event_id"]): e
               for e in x["events"]}  # fmt: skip
-    assert set(events) == {"consent", "laholm", "halmstad", "released"}
+    assert set(events) == {"consent", "laholm", "halmstad", "minor"}
     decided = {name: sorted((d["decision"], d["receiver"], d["municipality_code"], d["legal_basis"])
-                            for d in e["decisions"] if d["decision"] != "aggregated")
-               for name, e in events.items()}  # fmt: skip
-    assert decided["consent"] == [("recorded", "consent", "1381", "sig")]
-    assert decided["laholm"] == [("delivered", "sig", "1381", "consent:sig")]
-    assert decided["halmstad"] == [("refused", "sig", "1380", "consent:sig")]
-    assert decided["released"] == [("delivered", "sig", "1381", "consent:sig"),
-                                   ("refused", "socialtjanst", "1381", "consent:release_planning")]
+                            for d in e["decisions"]) for name, e in events.items()}  # fmt: skip
+    assert decided == {
+        "consent": [("recorded", "consent", "1381", "sig")],
+        "laholm": [("delivered", "sig", "1381", "consent:sig")],
+        "halmstad": [("refused", "sig", "1380", "consent:sig")],
+        "minor": [("aggregated", "lagesbild", "1381", "aggregated"), ("aggregated", "ungdom", "1381", "aggregated"),
+                  ("delivered", "socialtjanst", "1381", "statute:LUL-6§")],
+    }
     assert events["halmstad"]["decisions"][0]["reason"] == "no consent recorded for scope sig"
-    assert events["laholm"]["decisions"][0]["fields_disclosed"]
-    # The Laholm SIG coordinator's reads of this person's two deliveries, and no other read.
-    for name in ("laholm", "released"):
-        assert [(r["accessor"], r["channel"], r["revealed"]) for r in events[name]["reads"]] == \
-            [("sig-1381", "cli.tail", False)]  # fmt: skip
-    assert events["consent"]["reads"] == []
-    assert events["halmstad"]["reads"] == []
+    assert "payload.reason" in events["laholm"]["decisions"][0]["fields_disclosed"]
+    # Each inbox's read of this person's delivery (the social services' with the number shown), no other.
+    reads = {name: [(r["accessor"], r["channel"], r["revealed"]) for r in e["reads"]] for name, e in events.items()}
+    assert reads == {"consent": [], "laholm": [("sig-1381", "cli.tail", False)], "halmstad": [],
+                     "minor": [("socialtjanst-1381", "cli.tail", True)]}  # fmt: skip
     assert x["counts"]["reads"] == 2
     assert x["earlier_extracts"] == []
+    table = cli(hub, "audit", "subject", stdin=f"{person}\n").stdout  # the default, readable form
+    assert "4 events, 2 delivered, 1 refused, 2 counted only, 1 consents recorded, 2 recorded reads, 1 earlier" in table
+    assert f"by socialtjanst-1381 via cli.tail ({social})" in table
 
-    # The extract is an audited read too: the next one lists it, by the operator who made it.
+    # The extract is an audited read too: the next one lists it, by the registrar who made it.
     again = cli(hub, "audit", "subject", "--json", stdin=f"{person}\n")
     assert again.returncode == 0, again.stderr
-    assert [r["accessor"] for r in json.loads(again.stdout)["earlier_extracts"]] == ["operator"]
+    assert [r["accessor"] for r in json.loads(again.stdout)["earlier_extracts"]] == ["registrar", "registrar"]
     # Someone else's extract holds none of it.
     theirs = json.loads(cli(hub, "audit", "subject", "--json", stdin=f"{other}\n").stdout)
     assert not {e["event_id"] for e in theirs["events"]} & set(eid)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hub.kafka.local import free_port
+from tests.kafka_env import kafka_processes_of
 
 
 def _hub(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -20,18 +21,6 @@ def _hub(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.Co
         check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
-
-def _our_java_processes(home: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if "kafka.Kafka" in cmdline and str(home) in cmdline:
-                found.append(cmdline)
-    return found
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ def test_up_status_down_lifecycle(cli_env: dict[str, str], tmp_path: Path) -> No
 
         again = _hub(cli_env, "kafka", "up")  # idempotent: same broker, no second process
         assert again.returncode == 0, again.stderr
-        assert len(_our_java_processes(home)) == 1
+        assert len(kafka_processes_of(home)) == 1
 
         status = _hub(cli_env, "kafka", "status", "--json")
         assert status.returncode == 0
@@ -77,7 +66,7 @@ def test_up_status_down_lifecycle(cli_env: dict[str, str], tmp_path: Path) -> No
         down = _hub(cli_env, "kafka", "down")
     assert down.returncode == 0
     assert down.stdout.strip() == "stopped"
-    assert _our_java_processes(home) == []
+    assert kafka_processes_of(home) == []
     after = _hub(cli_env, "kafka", "status")
     assert after.returncode == 3
     assert "not running" in after.stdout
@@ -95,7 +84,7 @@ def test_failed_start_prints_broker_log_and_exits_nonzero(cli_env: dict[str, str
     assert "Kafka did not start" in up.stderr
     assert "last lines of the broker's log" in up.stderr
     assert "Address already in use" in up.stderr or "BindException" in up.stderr
-    assert _our_java_processes(home) == []
+    assert kafka_processes_of(home) == []
 
 
 def test_existing_cluster_setting_skips_local_broker(cli_env: dict[str, str]) -> None:

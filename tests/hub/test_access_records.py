@@ -144,7 +144,7 @@ def test_the_register_extract_lists_exactly_one_persons_decisions_and_the_reads_
     assert {e["event_id"] for e in data["events"]} == {eid["consent"], eid["laholm"], eid["halmstad"], eid["minor"]}
     # An extract is itself a recorded read: the next extract for the person lists it.
     trail += audits(read_in(pipeline, SERDE.encode(access(
-        access_id="x1", channel="cli.audit_subject", accessor="operator", target="hub.audit", receiver=None,
+        access_id="x1", channel="cli.audit_subject", accessor="registrar", target="hub.audit", receiver=None,
         municipality_code=None, subject=key, items=4)), 9))  # fmt: skip
-    assert [(r.accessor, r.channel) for r in build(trail, key).extracts] == [("operator", "cli.audit_subject")]
+    assert [(r.accessor, r.channel) for r in build(trail, key).extracts] == [("registrar", "cli.audit_subject")]
     assert build(trail, Pseudonymiser(HubSettings()).person_key(other)).extracts == []

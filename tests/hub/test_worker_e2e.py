@@ -206,10 +206,10 @@ def test_worker_metrics_expose_the_core_counters(hub: HubUnderTest) -> None:
     assert samples[("hub_batch_messages_sum", ())] >= 1
     names = {fam.name for fam in families}
     assert {"hub_refusals", "hub_deadletters", "hub_duplicates"} <= names
-    # consumer lag per assigned source partition: every agency topic and the lägesbild stage's
+    # consumer lag per assigned source partition: every agency topic, the lägesbild stage's and the reads'
     lag = {(s.labels["topic"], s.labels["partition"]): s.value for fam in families for s in fam.samples
            if s.name == "hub_consumer_lag"}  # fmt: skip
-    sources = {*hub.topics.sources(hub.settings().municipality_codes), hub.topics.lagesbild}
+    sources = {*hub.topics.sources(hub.settings().municipality_codes), hub.topics.lagesbild, hub.topics.access}
     assert {t for t, _ in lag} == sources
     assert len(lag) == len(sources) * hub.settings().topic_partitions
 

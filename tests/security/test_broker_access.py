@@ -140,11 +140,16 @@ def test_only_the_tools_that_show_data_to_people_write_their_reads_and_no_agency
     read = SERDE.encode(AccessRecord(access_id=str(uuid.uuid4()), accessor="sig-1381", channel="cli.tail",
                                      target=hub.topics.deliver("sig", "1381"), phase="view", items=0, event_ids=[],
                                      revealed=False, at=f.NOW))  # fmt: skip
-    for principal in ("sig-1381", identity.WEB, identity.OPERATOR):
+    for principal in ("sig-1381", identity.WEB, identity.REGISTRAR):
         _produce(hub.kafka_as(principal), hub.topics.access, read)
-    for principal in ("kommun-1381", "polisen", identity.GATEWAY, identity.SIMULATOR, "connector-polisen-feed"):
+    for principal in ("kommun-1381", "polisen", identity.GATEWAY, identity.SIMULATOR, "connector-polisen-feed",
+                      identity.OPERATOR):  # operators stay read-only
         with pytest.raises(TopicAuthorizationFailedError):
             _produce(hub.kafka_as(principal), hub.topics.access, read)
+    # The registrar reads the trail for an extract, and no inbox.
+    assert _read_one(hub.kafka_as(identity.REGISTRAR), hub.topics.audit) >= 0
+    with pytest.raises(TopicAuthorizationFailedError):
+        _read_one(hub.kafka_as(identity.REGISTRAR), hub.topics.deliver("sig", "1381"))
 
 
 def test_a_forged_police_notice_from_a_municipality_is_never_delivered(hub: HubUnderTest) -> None:
