@@ -75,8 +75,8 @@ async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation
     # used the same id (by accident or to suppress it) accounts for nothing.
     audited: set[tuple[str | None, str]] = set()
     decisions: Counter[str] = Counter()
-    recorded: Counter[tuple[str, str]] = Counter()  # "delivered" records per (event id, receiver)
-    newest: dict[tuple[str, str], int] = {}  # ... and the newest one's time (ms)
+    recorded: Counter[Target] = Counter()  # "delivered" records per (event id, receiver, municipality)
+    newest: dict[Target, int] = {}  # ... and the newest one's time (ms)
     async for m in read_to_end(kafka, [topics.audit]):
         rec = serde.decode(m.value)
         if isinstance(rec, AuditRecord):
@@ -120,13 +120,13 @@ async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation
     codes = [*settings.municipality_codes, settings.county_code]
     deliver_topics = [topics.deliver(r, c) for r in RECEIVERS for c in codes]
     per_target: Counter[tuple[str, str]] = Counter()
-    delivered: Counter[tuple[str, str]] = Counter()
+    delivered: Counter[Target] = Counter()
     async for m in read_to_end(kafka, deliver_topics):
         d = serde.decode(m.value)
         if isinstance(d, Delivery):
             result.deliveries += 1
             per_target[(d.event_id, m.topic)] += 1
-            delivered[(d.event_id, d.receiver)] += 1
+            delivered[(d.event_id, d.receiver, d.municipality_code)] += 1
     result.duplicate_deliveries = sum(n - 1 for n in per_target.values() if n > 1)
     # A delivery and its record are written in one transaction, but the trail was read before the deliveries:
     # records of a transaction committed in between (a running worker) are looked for again.
@@ -142,9 +142,9 @@ async def reconcile(kafka: KafkaAccess, settings: HubSettings) -> Reconciliation
     return result
 
 
-async def _delivered_records(kafka: KafkaAccess, topics: Topics, serde: Serde) -> Counter[tuple[str, str]]:
-    """The "delivered" audit records per (event id, receiver)."""
-    recorded: Counter[tuple[str, str]] = Counter()
+async def _delivered_records(kafka: KafkaAccess, topics: Topics, serde: Serde) -> Counter[Target]:
+    """The "delivered" audit records per (event id, receiver, municipality)."""
+    recorded: Counter[Target] = Counter()
     async for m in read_to_end(kafka, [topics.audit]):
         rec = serde.decode(m.value)
         key = _delivered_key(rec) if isinstance(rec, AuditRecord) else None
@@ -153,24 +153,47 @@ async def _delivered_records(kafka: KafkaAccess, topics: Topics, serde: Serde) -
     return recorded
 
 
-def _delivered_key(rec: AuditRecord) -> tuple[str, str] | None:
-    """(event id, receiver) of a "delivered" record — what the cross-check matches deliveries by — else None."""
-    return (rec.event_id, rec.receiver) if rec.decision is Decision.delivered else None
+Target = tuple[str, str, str | None]
+"""(event id, receiver, municipality): what a delivery and its "delivered" record must agree on (a record
+written before audit_record v4 names no municipality: None)."""
+
+
+def _delivered_key(rec: AuditRecord) -> Target | None:
+    """(event id, receiver, municipality) of a "delivered" record — what the cross-check matches deliveries by
+    — else None."""
+    return (rec.event_id, rec.receiver, rec.municipality_code) if rec.decision is Decision.delivered else None
+
+
+def _per_pair_where_legacy(counts: Counter[Target], legacy: set[tuple[str, str]]) -> Counter[Target]:
+    """``counts`` with the municipality dropped for the (event, receiver) pairs a pre-v4 record names."""
+    out: Counter[Target] = Counter()
+    for (event_id, receiver, code), n in counts.items():
+        out[(event_id, receiver, None if (event_id, receiver) in legacy else code)] += n
+    return out
 
 
 def _crosscheck(
-    result: Reconciliation, recorded: Counter[tuple[str, str]], newest: dict[tuple[str, str], int],
-    delivered: Counter[tuple[str, str]], settings: HubSettings,
+    result: Reconciliation, recorded: Counter[Target], newest: dict[Target, int], delivered: Counter[Target],
+    settings: HubSettings,
 ) -> None:  # fmt: skip
-    """Every delivery has its "delivered" record and every such record its delivery (per event × receiver)."""
+    """Every delivery has its "delivered" record and every such record its delivery (per event × receiver ×
+    municipality; per event × receiver where a record from before v4 names no municipality)."""
+    legacy = {(e, r) for e, r, code in recorded if code is None}
+    recorded, delivered = _per_pair_where_legacy(recorded, legacy), _per_pair_where_legacy(delivered, legacy)
+    aged: dict[Target, int] = {}
+    for (e, r, code), at in newest.items():
+        key = (e, r, None if (e, r) in legacy else code)
+        aged[key] = max(aged.get(key, 0), at)
+    newest = aged
     now_ms = int(time.time() * 1000)
     kept: dict[str, int] = {}  # each receiver's delivery retention (ms)
-    for key in sorted(recorded.keys() | delivered.keys()):
-        event_id, receiver = key
+    for key in sorted(recorded.keys() | delivered.keys(), key=lambda k: (k[0], k[1], k[2] or "")):
+        event_id, receiver, code = key
+        to = f"{receiver}.{code}" if code else receiver
         records, deliveries = recorded.get(key, 0), delivered.get(key, 0)
         if deliveries > records:
             result.unaudited_deliveries += deliveries - records
-            example = f"event {event_id} to {receiver}: {deliveries} deliveries, {records} 'delivered' audit records"
+            example = f"event {event_id} to {to}: {deliveries} deliveries, {records} 'delivered' audit records"
         elif records > deliveries:
             if receiver not in kept:
                 kept[receiver] = delivery(settings.retention, receiver).retention_ms
@@ -178,7 +201,7 @@ def _crosscheck(
                 result.audit_records_beyond_retention += records - deliveries
                 continue
             result.undelivered_audit_records += records - deliveries
-            example = f"event {event_id} to {receiver}: {records} 'delivered' audit records, {deliveries} deliveries"
+            example = f"event {event_id} to {to}: {records} 'delivered' audit records, {deliveries} deliveries"
         else:
             continue
         if len(result.crosscheck_examples) < 10:

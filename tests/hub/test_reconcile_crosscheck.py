@@ -64,13 +64,20 @@ def test_a_delivery_without_its_record_and_a_record_without_its_delivery_fail_re
     aged = chain.append(0, event_id=old, receiver="socialtjanst", legal_basis="statute:LUL 6 §",
                         decision=Decision.delivered, reason=None, fields_disclosed=[],
                         at=now - timedelta(days=3650))  # fmt: skip
+    # A delivery to Varberg whose record says Halmstad: the same event and receiver, another municipality.
+    moved = str(uuid.uuid4())
+    elsewhere = delivery.model_copy(update={"event_id": moved})
+    misplaced = chain.append(0, event_id=moved, receiver="socialtjanst", legal_basis="statute:LUL 6 §",
+                             decision=Decision.delivered, reason=None, fields_disclosed=[], at=now,
+                             municipality_code="1380")  # fmt: skip
     asyncio.run(forge(hub, [(topic, serde.encode(delivery), None), (hub.topics.audit, serde.encode(record), 0),
-                            (hub.topics.audit, serde.encode(aged), 0)]))  # fmt: skip
+                            (hub.topics.audit, serde.encode(aged), 0), (topic, serde.encode(elsewhere), None),
+                            (hub.topics.audit, serde.encode(misplaced), 0)]))  # fmt: skip
 
     code, report = hub.reconcile_cli()
     assert code == 1
-    assert report["unaudited_deliveries"] == 1
-    assert report["undelivered_audit_records"] == 1
+    assert report["unaudited_deliveries"] == 2
+    assert report["undelivered_audit_records"] == 2
     assert report["audit_records_beyond_retention"] == 1
     assert report["lost"] == 0  # the other checks are not what failed
     assert report["duplicate_deliveries"] == 0
@@ -78,3 +85,5 @@ def test_a_delivery_without_its_record_and_a_record_without_its_delivery_fail_re
     assert unrecorded in examples
     assert claimed in examples
     assert old not in examples
+    assert f"event {moved} to socialtjanst.1383: 1 deliveries, 0 'delivered' audit records" in examples
+    assert f"event {moved} to socialtjanst.1380: 1 'delivered' audit records, 0 deliveries" in examples
