@@ -23,7 +23,7 @@ from hub.contract.envelope import Event
 from hub.contract.serde import Serde
 from hub.deadline import Deadline
 from hub.kafka import clients
-from hub.kafka.admin import ensure_topics, hub_topics
+from hub.kafka.admin import ensure_topics, hub_topics, replication_policy
 from hub.kafka.clients import KafkaAccess
 from hub.kafka.local import free_port
 from hub.kafka.provision import apply_acls
@@ -77,8 +77,10 @@ class HubUnderTest:
 
     def create_topics(self) -> None:
         """``hub topics create`` for this hub: its topics and the ACLs of its namespace and group."""
-        asyncio.run(ensure_topics(self.admin, hub_topics(self.settings())))
-        apply_acls(self.admin, self.settings())
+        settings = self.settings()
+        policy = asyncio.run(replication_policy(self.admin, settings))  # as the topics job and the worker ask
+        asyncio.run(ensure_topics(self.admin, hub_topics(settings), policy))
+        apply_acls(self.admin, settings)
 
     def start_worker(self, name: str = "worker", instance_id: str | None = None) -> subprocess.Popen[bytes]:
         log = (self.state_dir / f"{name}.log").open("ab")
