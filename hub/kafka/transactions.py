@@ -303,6 +303,9 @@ class TransactionalLoop:
             tp = TopicPartition(r.topic, partition)
             builder = builders.get(tp)
             if builder is None:
+                # Touched from here: a full builder goes to the producer below, before the loop ends. A commit
+                # given up in the middle of it (its time limit, during a broker restart) must sweep those too.
+                self._touched.add(tp)
                 builder = builders[tp] = p.create_batch()
             if builder.append(key=r.key, value=r.value, timestamp=None) is not None:
                 continue
@@ -313,7 +316,6 @@ class TransactionalLoop:
                     continue
             # larger than a batch: on its own
             sent.append(await p.send(r.topic, r.value, key=r.key, partition=tp.partition))
-        self._touched.update(builders)
         for tp, builder in builders.items():
             if builder.record_count():
                 sent.append(await p.send_batch(builder, tp.topic, partition=tp.partition))

@@ -278,7 +278,7 @@ def test_acknowledged_events_survive_broker_crashes_a_rolling_restart_and_a_work
     try:
         ports = _bring_up(topology)
         url = f"http://127.0.0.1:{ports['ingest']}/v1/events"
-        load = list(f.mixed_events(20000 if full_run else 2000, seed=23))
+        load = list(f.mixed_events(100_000 if full_run else 2000, seed=23))
         posting = Posting()  # the steady load and every step's own events
         sender = threading.Thread(target=lambda: asyncio.run(post_all(url, batches(load, random.Random(29)), posting,
                                                                       spread_s=120.0)))  # fmt: skip
